@@ -7,6 +7,13 @@ from typing import Callable, Generic, TypeVar
 T = TypeVar("T")
 
 
+class UnknownNameError(KeyError):
+    """A registry key that is not registered (the message lists the known keys)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class Registry(Generic[T]):
     """Maps stable string keys to classes or factories.
 
@@ -34,7 +41,7 @@ class Registry(Generic[T]):
             return self._entries[name]
         except KeyError:
             known = ", ".join(sorted(self._entries)) or "(none)"
-            raise KeyError(f"unknown {self.family} '{name}'; known: {known}") from None
+            raise UnknownNameError(f"unknown {self.family} '{name}'; known: {known}") from None
 
     def names(self) -> list[str]:
         """All registered keys, in registration order."""

@@ -1,0 +1,102 @@
+"""Save and load trained models without pickle: ``model.safetensors`` + ``config.json`` + ``meta.json``.
+
+Loading never executes code from the run directory: weights come through safetensors, the config and
+metadata through the JSON parser.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save
+
+from crysfuse import __version__
+from crysfuse.config import Config
+from crysfuse.io import write_bytes_atomic, write_json_atomic
+
+SCHEMA_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+META_FILE = "meta.json"
+
+
+class CheckpointError(ValueError):
+    """A run directory cannot be loaded as a model."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference, with the config and metadata of its run."""
+
+    model: Any  # CrysFuseModel (import kept local to avoid import cycles)
+    config: Config
+    meta: dict[str, Any]
+
+
+def save_weights(path: Path, model: torch.nn.Module) -> None:
+    """Write the model's state dict (parameters and persistent buffers) to a safetensors file, atomically."""
+    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    write_bytes_atomic(path, save(tensors))
+
+
+def write_meta(run_dir: Path, *, dim_text: int, encoder_id: str | None, extra: dict[str, Any] | None = None) -> None:
+    """``meta.json``: schema and package versions plus what is needed to rebuild the model."""
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "crysfuse_version": __version__,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "dim_text": dim_text,
+        "encoder_id": encoder_id,
+    }
+    meta.update(extra or {})
+    write_json_atomic(run_dir / META_FILE, meta)
+
+
+def read_json_file(path: Path) -> dict[str, Any]:
+    """Read a JSON object, turning any problem into :class:`CheckpointError`."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"cannot read {path}: {err}") from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} does not hold a JSON object")
+    return data
+
+
+def load_run(run_dir: str | Path, *, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the model of a finished run directory and load its weights (no unpickling).
+
+    Raises:
+        CheckpointError: Missing or unreadable files, an unknown schema version, or weights that do not fit
+            the model described by ``config.json``.
+    """
+    from crysfuse.models.crysfuse import CrysFuseModel
+
+    run_dir = Path(run_dir)
+    for name in (WEIGHTS_FILE, CONFIG_FILE, META_FILE):
+        if not (run_dir / name).is_file():
+            raise CheckpointError(f"{run_dir} is not a finished crysfuse run: {name} is missing")
+    meta = read_json_file(run_dir / META_FILE)
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise CheckpointError(f"{run_dir}: unsupported schema version {meta.get('schema_version')!r}")
+    config = Config.from_dict(read_json_file(run_dir / CONFIG_FILE))
+    model = CrysFuseModel(config, dim_text=int(meta["dim_text"]))
+    try:
+        state = load_file(run_dir / WEIGHTS_FILE)
+    except Exception as err:  # noqa: BLE001 - safetensors raises several types for bad files
+        raise CheckpointError(f"{run_dir / WEIGHTS_FILE} is not a valid safetensors file: {err}") from err
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{run_dir}: weights do not fit the config (missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
+    model.to(device).eval()
+    return LoadedModel(model=model, config=config, meta=meta)

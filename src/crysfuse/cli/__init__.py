@@ -1,0 +1,46 @@
+"""The ``crysfuse`` command: one sub-command per module, each ``add_parser(subparsers)`` + ``run(args)``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from crysfuse import __version__
+from crysfuse.cli import demo, models, predict, train
+
+COMMANDS = {"train": train, "predict": predict, "models": models, "demo": demo}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crysfuse", description="Crystal graph + text fusion models.")
+    parser.add_argument("--version", action="version", version=f"crysfuse {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for module in COMMANDS.values():
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``crysfuse`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    # Lightning installs its own console handler; keep its messages from being printed twice.
+    logging.getLogger("lightning.pytorch").propagate = False
+    from crysfuse.errors import USER_ERRORS
+
+    try:
+        return int(COMMANDS[args.command].run(args) or 0)
+    except USER_ERRORS as err:
+        logging.getLogger("crysfuse").error("%s", err)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""``crysfuse predict``: predictions of a trained run for any data source."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("predict", help="predict with a trained run directory")
+    parser.add_argument("--checkpoint", required=True, help="run directory of `crysfuse train`")
+    parser.add_argument("--data", required=True, help="JARVIS-style JSON(.gz) or CGCNN folder")
+    parser.add_argument("--out", required=True, help="CSV to write: id,target,prediction[,gates]")
+    parser.add_argument("--text-file", help="descriptions joined by id (default: the run's own setting)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from crysfuse.api import predict_source
+
+    predictions, rejections = predict_source(
+        args.checkpoint, args.data, out=args.out, text_file=args.text_file, batch_size=args.batch_size
+    )
+    print(f"wrote {len(predictions.ids)} predictions to {args.out} ({len(rejections)} records rejected)")
+    return 0

@@ -1,0 +1,61 @@
+"""``crysfuse train``: train one model into a run directory."""
+
+from __future__ import annotations
+
+import argparse
+
+from crysfuse.config import Config
+
+# CLI flag → dotted config key; a flag left unset keeps the config file's (or the default) value.
+FLAG_TO_KEY = {
+    "data": "data.path", "target": "data.target", "limit": "data.limit", "split_file": "data.split_file",
+    "text_file": "data.text_file", "cache_dir": "data.cache_dir", "fusion": "fusion.name",
+    "epochs": "train.epochs", "batch_size": "train.batch_size", "seed": "train.seed",
+    "run_dir": "experiment.run_dir",
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="train a model; writes a run directory")
+    parser.add_argument("--data", help="JARVIS-style JSON(.gz) or CGCNN folder")
+    parser.add_argument("--target", help="target key, e.g. 'gap pbe' or e_form")
+    parser.add_argument("--fusion", help="fusion variant (see `crysfuse models`)")
+    parser.add_argument("--run-dir", help="output directory")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--limit", type=int, help="use only the first N records of the source")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--split-file", help='JSON {"train": [ids], "val": [...], "test": [...]}')
+    parser.add_argument("--text-file", help="descriptions joined by id (JSONL {id,text} or CSV id,text)")
+    parser.add_argument("--cache-dir", help="cache of graphs, descriptions and embeddings")
+    parser.add_argument("--config", help="YAML/JSON config file (flags and --set override it)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config key, e.g. --set model.dim_hidden=128 (repeatable)")
+    parser.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Config file (or defaults) ← flags ← ``--set`` overrides."""
+    config = Config.load(args.config) if args.config else Config()
+    overrides = [f"{key}={_yaml_literal(getattr(args, flag))}" for flag, key in FLAG_TO_KEY.items()
+                 if getattr(args, flag) is not None]
+    return config.with_overrides(overrides + list(args.set))
+
+
+def _yaml_literal(value: object) -> str:
+    """Quote strings so that YAML parsing keeps them strings (e.g. a target named 'gap pbe' or '1')."""
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return str(value)
+
+
+def run(args: argparse.Namespace) -> int:
+    from crysfuse.train.run import train
+
+    config = config_from_args(args)
+    if not config.data.path or not config.data.target:
+        raise SystemExit("crysfuse train: --data and --target are required (or set them in --config)")
+    result = train(config)
+    print(f"run directory: {result.run_dir}")
+    print(f"val MAE {result.summary['val_mae']:.4f}  test MAE {result.summary['test_mae']:.4f}")
+    return 0

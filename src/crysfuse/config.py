@@ -1,0 +1,232 @@
+"""One typed configuration tree for a crysfuse run.
+
+Every run saves its fully resolved config as ``config.json``; a run is reproducible from that file alone.
+Configs load from YAML or JSON (safe loaders only), accept dotted overrides (``train.epochs=5``) and reject
+unknown keys, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override does not fit the config schema."""
+
+
+@dataclass
+class DataConfig:
+    """Where the records come from and how they are split."""
+
+    path: str = ""
+    """Data source: a JARVIS-style JSON/JSON.gz file or a CGCNN folder (``id_prop.csv`` + structure files)."""
+    target: str = ""
+    """Target key (JSON field or the ``id_prop.csv`` value column name, ``target`` for CGCNN folders)."""
+    limit: int | None = None
+    """Deterministic subset: the first ``limit`` usable records in id order of the source."""
+    split_file: str | None = None
+    """JSON ``{"train": [ids], "val": [...], "test": [...]}``; ids missing from the data are reported."""
+    split_seed: int = 0
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    text_file: str | None = None
+    """Descriptions joined by id: JSONL ``{"id", "text"}`` or CSV ``id,text`` (optionally gzipped)."""
+    cache_dir: str | None = None
+    """On-disk cache of graphs, descriptions and embeddings; default ``~/.cache/crysfuse``."""
+
+
+@dataclass
+class GraphConfig:
+    """Periodic neighbour graph (ALIGNN semantics)."""
+
+    cutoff: float = 8.0
+    max_neighbors: int = 12
+    max_atoms: int = 1000
+
+
+@dataclass
+class TextConfig:
+    """Descriptions and their frozen encoding."""
+
+    describer: str = "jarvis"
+    """Describes records that have no text (no text field, not in ``data.text_file``); ``""`` disables it."""
+    encoder: str = "minilm"
+    """Hugging Face model: ``minilm`` (offline default), a hub name, or a local folder (e.g. MatSciBERT)."""
+    max_length: int = 256
+    batch_size: int = 32
+
+
+@dataclass
+class ModelConfig:
+    """ALIGNN graph encoder and prediction head (defaults follow ALIGNN's published configuration)."""
+
+    num_alignn_layers: int = 4
+    num_gcn_layers: int = 4
+    dim_hidden: int = 256
+    dim_embedding: int = 64
+    num_distance_bins: int = 80
+    num_angle_bins: int = 40
+    dim_projection: int = 64
+    """Size of the graph vector and the projected text fed to fusion."""
+    dim_head: int = 64
+    dropout: float = 0.0
+
+
+@dataclass
+class FusionConfig:
+    """Which fusion variant, and its sizes."""
+
+    name: str = "simplified"
+    num_heads: int = 4
+    dim_hidden: int = 256
+    dropout: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, model selection (validation only) and hardware."""
+
+    epochs: int = 100
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-5
+    loss: str = "mse"
+    """``mse`` or ``l1``."""
+    gradient_clip: float = 1.0
+    pct_start: float = 0.3
+    """Fraction of the one-cycle schedule spent warming up."""
+    patience: int | None = 20
+    """Early stopping on validation MAE; ``None`` disables it."""
+    seed: int = 0
+    num_workers: int = 0
+    accelerator: str = "auto"
+    devices: str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    progress_bar: bool = True
+    deterministic: bool = True
+
+
+@dataclass
+class ExperimentConfig:
+    """Bookkeeping for the run."""
+
+    run_dir: str = "runs/default"
+    name: str = ""
+
+
+@dataclass
+class Config:
+    """The root config of a crysfuse run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        """Build from a (possibly partial) nested dict; unknown keys raise :class:`ConfigError`."""
+        return _build(cls, data, prefix="")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Config":
+        """Load a YAML (``.yaml``/``.yml``) or JSON config file with safe loaders."""
+        path = Path(path)
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text) if path.suffix in {".yaml", ".yml"} else json.loads(text)
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+        return cls.from_dict(data)
+
+    def save(self, path: str | Path) -> None:
+        """Write as indented JSON (atomically)."""
+        from crysfuse.io import write_json_atomic
+
+        write_json_atomic(Path(path), self.to_dict())
+
+    def with_overrides(self, overrides: list[str]) -> "Config":
+        """Return a copy with ``section.key=value`` overrides applied; values are parsed as YAML scalars."""
+        data = self.to_dict()
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override '{item}' is not of the form section.key=value")
+            dotted, raw = item.split("=", 1)
+            keys = dotted.strip().split(".")
+            node = data
+            for key in keys[:-1]:
+                if not isinstance(node.get(key), dict):
+                    raise ConfigError(f"override '{dotted}': '{key}' is not a config section")
+                node = node[key]
+            if keys[-1] not in node:
+                raise ConfigError(f"override '{dotted}': unknown key '{keys[-1]}'; known: {sorted(node)}")
+            node[keys[-1]] = yaml.safe_load(raw)
+        return Config.from_dict(data)
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"'{prefix or 'config'}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in '{prefix or 'config'}'; known: {sorted(names)}")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        where = f"{prefix}.{name}" if prefix else name
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, where)
+        else:
+            kwargs[name] = _coerce(hint, value, where)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    """Check ``value`` against a simple type hint, converting ints to floats and lists to tuples."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError("; ".join(errors))
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"'{where}' must be a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(a, v, where) for a, v in zip(args, value))
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"'{where}' must be a list, got {value!r}")
+        return [_coerce(args[0], v, where) for v in value]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is bool and not isinstance(value, bool):
+        raise ConfigError(f"'{where}' must be true/false, got {value!r}")
+    if hint in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"'{where}' must be a number, got {value!r}")
+    if hint in (int, float, str, bool) and not isinstance(value, hint):
+        raise ConfigError(f"'{where}' must be {hint.__name__}, got {value!r}")
+    return value

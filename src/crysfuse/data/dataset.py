@@ -1,0 +1,71 @@
+"""PyTorch Geometric data objects for a crystal with its line graph and cached text embeddings."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch_geometric.data import Data
+from torch_geometric.loader import DataLoader
+
+from crysfuse.data.graphs import CrystalGraph
+
+FOLLOW_BATCH = ["text_tokens"]
+
+
+class CrystalData(Data):
+    """One crystal.
+
+    Attributes:
+        atomic_numbers: ``[N]`` int64.
+        edge_index: ``[2, E]``; edge_vectors ``[E, 3]``.
+        line_edge_index: ``[2, T]`` indices into the edges (incremented by E when batched).
+        bond_cosines: ``[T]``.
+        text_tokens: ``[L, D_t]`` float16 token embeddings (L = 0 without text).
+        text_pooled: ``[1, D_t]`` float16.
+        y: ``[1]`` target (nan when unknown); sample_index ``[1]`` position in the dataset.
+    """
+
+    def __inc__(self, key: str, value: Any, *args: Any, **kwargs: Any) -> Any:
+        if key == "line_edge_index":
+            return self.edge_index.size(1)
+        return super().__inc__(key, value, *args, **kwargs)
+
+
+def make_crystal_data(
+    graph: CrystalGraph,
+    *,
+    tokens: torch.Tensor,
+    pooled: torch.Tensor,
+    target: float,
+    index: int,
+) -> CrystalData:
+    """Bundle a graph, text embeddings (``tokens [L, D_t]``, ``pooled [D_t]``) and the target."""
+    return CrystalData(
+        atomic_numbers=graph.atomic_numbers,
+        edge_index=graph.edge_index,
+        edge_vectors=graph.edge_vectors,
+        line_edge_index=graph.line_edge_index,
+        bond_cosines=graph.bond_cosines,
+        text_tokens=tokens,
+        text_pooled=pooled.reshape(1, -1),
+        y=torch.tensor([target], dtype=torch.float32),
+        sample_index=torch.tensor([index], dtype=torch.long),
+        num_nodes=graph.num_nodes,
+    )
+
+
+def make_loader(
+    items: Sequence[CrystalData], *, batch_size: int, shuffle: bool, num_workers: int = 0, seed: int = 0
+) -> DataLoader:
+    """A PyG loader that also batches the variable-length text tokens (``text_tokens_batch``)."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        list(items),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        follow_batch=FOLLOW_BATCH,
+        num_workers=num_workers,
+        generator=generator,
+        persistent_workers=num_workers > 0,
+    )

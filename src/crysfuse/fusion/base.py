@@ -1,0 +1,106 @@
+"""The contract every fusion variant follows.
+
+A fusion module receives both modalities in one :class:`FusionInputs` and returns a :class:`FusionOutput`:
+the fused vector ``[B, dim_out]`` plus ``diagnostics``, a dict of per-sample gate tensors ``[B]`` (not
+detached) and their summaries under stable keys (``<gate>_mean``, ``_std``, ``_min``, ``_max``, detached
+scalars). The trainer, CLI, monitor and diagnosis read only these keys; they never branch on the variant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from crysfuse.config import FusionConfig
+from crysfuse.registry import Registry
+
+FUSION: Registry[type["FusionModule"]] = Registry("fusion variant")
+
+
+@dataclass
+class FusionInputs:
+    """Both modalities for a batch of B crystals.
+
+    Attributes:
+        graph: Projected graph vector ``[B, P]``.
+        nodes: Node (atom) features from the graph encoder ``[N, H]``.
+        node_batch: Crystal index of every atom ``[N]``.
+        tokens: Projected text token embeddings ``[B, L, P]`` (L may be 0).
+        token_mask: ``[B, L]`` bool, True for real tokens; a row of all False is a crystal without text.
+        text: Projected pooled text vector ``[B, P]``.
+        step: Global training step (for schedules such as gate warm-up).
+    """
+
+    graph: torch.Tensor
+    nodes: torch.Tensor
+    node_batch: torch.Tensor
+    tokens: torch.Tensor
+    token_mask: torch.Tensor
+    text: torch.Tensor
+    step: int = 0
+
+
+@dataclass
+class FusionOutput:
+    """Fused vector ``[B, dim_out]`` and diagnostics (see module docstring)."""
+
+    fused: torch.Tensor
+    diagnostics: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class FusionModule(nn.Module):
+    """Base class. Subclasses set ``uses_text``, ``description`` and ``dim_out`` and implement ``forward``."""
+
+    uses_text: bool = True
+    description: str = ""
+
+    def __init__(self, *, dim: int, dim_nodes: int, config: FusionConfig) -> None:
+        super().__init__()
+        self.dim = dim
+        self.dim_nodes = dim_nodes
+        self.dim_out = dim
+
+    def forward(self, inputs: FusionInputs) -> FusionOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def gate_diagnostics(name: str, values: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-sample gate ``values`` ``[B]`` under ``name`` plus ``name_{mean,std,min,max}`` (detached)."""
+    detached = values.detach()
+    std = detached.std(unbiased=False) if detached.numel() > 1 else detached.new_zeros(())
+    return {
+        name: values,
+        f"{name}_mean": detached.mean(),
+        f"{name}_std": std,
+        f"{name}_min": detached.min(),
+        f"{name}_max": detached.max(),
+    }
+
+
+def masked_attention(
+    attention: nn.MultiheadAttention, query: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multi-head attention of ``query`` over many ``keys``, honouring ``key_mask``.
+
+    Rows without any valid key (no text, or L = 0) get a zero context instead of NaN.
+
+    Args:
+        attention: ``nn.MultiheadAttention`` built with ``batch_first=True``.
+        query: ``[B, Q, D]``.
+        keys: ``[B, L, D]`` (used as keys and values).
+        key_mask: ``[B, L]`` bool, True for valid keys.
+
+    Returns:
+        Context ``[B, Q, D]`` and head-averaged weights ``[B, Q, L]``.
+    """
+    batch, num_queries, dim = query.shape
+    if keys.size(1) == 0:
+        return query.new_zeros(batch, num_queries, dim), query.new_zeros(batch, num_queries, 0)
+    has_key = key_mask.any(dim=1)
+    safe_mask = key_mask.clone()
+    safe_mask[~has_key, 0] = True
+    context, weights = attention(query, keys, keys, key_padding_mask=~safe_mask, need_weights=True)
+    keep = has_key.to(context.dtype).view(batch, 1, 1)
+    return context * keep, weights * keep

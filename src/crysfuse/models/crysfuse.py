@@ -1,0 +1,99 @@
+"""CrysFuseModel: ALIGNN graph encoder + text projection + a fusion variant + prediction head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch_geometric.utils import to_dense_batch
+
+from crysfuse.config import Config
+from crysfuse.fusion import FUSION, FusionInputs
+from crysfuse.models.alignn import ALIGNNEncoder
+from crysfuse.nn.layers import ProjectionHead, mlp
+
+
+@dataclass
+class ModelOutput:
+    """``prediction`` ``[B]`` in target units; ``diagnostics`` from the fusion module (see fusion.base)."""
+
+    prediction: torch.Tensor
+    diagnostics: dict[str, torch.Tensor]
+
+
+class CrysFuseModel(nn.Module):
+    """Predicts one target from a crystal graph and (optionally) its cached text embeddings.
+
+    Targets are standardised inside the model: the head predicts ``(y - mean) / std`` and ``forward``
+    returns values in target units; ``mean``/``std`` are buffers, so they travel with the weights.
+
+    Args:
+        config: The run config (model and fusion sections are used).
+        dim_text: Hidden size of the text encoder (``0`` when the variant uses no text).
+    """
+
+    def __init__(self, config: Config, *, dim_text: int) -> None:
+        super().__init__()
+        self.config = config
+        dim = config.model.dim_projection
+        self.encoder = ALIGNNEncoder(config.model)
+        self.graph_projection = ProjectionHead(dim_in=self.encoder.dim_out, dim_out=dim)
+        fusion_cls = FUSION.get(config.fusion.name)
+        self.fusion = fusion_cls(dim=dim, dim_nodes=self.encoder.dim_out, config=config.fusion)
+        self.uses_text = fusion_cls.uses_text
+        self.text_projection = ProjectionHead(dim_in=dim_text, dim_out=dim) if self.uses_text else None
+        self.head = mlp(dim_in=self.fusion.dim_out, dim_hidden=config.model.dim_head, dim_out=1)
+        self.register_buffer("target_mean", torch.zeros(()))
+        self.register_buffer("target_std", torch.ones(()))
+
+    def set_target_scaling(self, mean: float, std: float) -> None:
+        """Store the training-set target mean and std (std of 0 is replaced by 1)."""
+        self.target_mean.fill_(float(mean))
+        self.target_std.fill_(float(std) if std > 0 else 1.0)
+
+    def forward_normalized(self, batch, *, step: int = 0) -> ModelOutput:  # noqa: ANN001 - PyG Batch
+        """Like :meth:`forward` but the prediction is standardised (what the loss sees)."""
+        encoding = self.encoder(batch)
+        graph = self.graph_projection(encoding.graph)
+        tokens, token_mask, text = self._text_inputs(batch, graph)
+        inputs = FusionInputs(
+            graph=graph, nodes=encoding.nodes, node_batch=batch.batch,
+            tokens=tokens, token_mask=token_mask, text=text, step=step,
+        )
+        fused = self.fusion(inputs)
+        return ModelOutput(prediction=self.head(fused.fused).squeeze(-1), diagnostics=fused.diagnostics)
+
+    def forward(self, batch, *, step: int = 0) -> ModelOutput:  # noqa: ANN001
+        """Predict in target units. ``batch`` is a collated :class:`crysfuse.data.dataset.CrystalData` batch."""
+        output = self.forward_normalized(batch, step=step)
+        output.prediction = output.prediction * self.target_std + self.target_mean
+        return output
+
+    def _text_inputs(self, batch, graph: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # noqa: ANN001
+        """Projected tokens ``[B, L, P]``, mask ``[B, L]`` and pooled text ``[B, P]``."""
+        num_graphs = graph.size(0)
+        if self.text_projection is None:
+            empty = graph.new_zeros(num_graphs, 0, graph.size(1))
+            return empty, torch.zeros(num_graphs, 0, dtype=torch.bool, device=graph.device), graph.new_zeros(graph.shape)
+        dtype = graph.dtype
+        token_states = batch.text_tokens.to(dtype)
+        tokens, token_mask = to_dense_batch(token_states, batch.text_tokens_batch, batch_size=num_graphs)
+        tokens = self.text_projection(tokens) * token_mask.unsqueeze(-1).to(dtype)
+        text = self.text_projection(batch.text_pooled.to(dtype))
+        return tokens, token_mask, text
+
+    def num_parameters(self) -> int:
+        """Trainable parameter count."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def num_fusion_parameters(self) -> int:
+        """Parameters that text fusion adds on top of ``graph_only`` (text projection, fusion, wider head)."""
+        dim = self.config.model.dim_projection
+        graph_only_head = mlp(dim_in=dim, dim_hidden=self.config.model.dim_head, dim_out=1)
+        head_extra = sum(p.numel() for p in self.head.parameters()) - sum(
+            p.numel() for p in graph_only_head.parameters()
+        )
+        text = sum(p.numel() for p in self.text_projection.parameters()) if self.text_projection else 0
+        fusion = sum(p.numel() for p in self.fusion.parameters())
+        return text + fusion + head_extra

@@ -1,0 +1,62 @@
+"""Lightning callbacks that write the run directory: per-epoch metrics and the best (validation) weights."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import lightning as L
+
+from crysfuse.checkpoint import WEIGHTS_FILE, save_weights
+from crysfuse.io import append_jsonl
+
+METRIC_KEYS = ("train_loss", "train_mae", "val_loss", "val_mae")
+
+
+class MetricsJsonl(L.Callback):
+    """Appends one line per epoch to ``metrics.jsonl``: epoch, losses, MAEs, learning rate, seconds."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._started = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        record: dict[str, float | int] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        for key in METRIC_KEYS:
+            if key in metrics:
+                record[key] = float(metrics[key])
+        record["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
+        record["seconds"] = round(time.perf_counter() - self._started, 3)
+        append_jsonl(self.path, record)
+
+
+class BestWeights(L.Callback):
+    """Model selection on validation MAE only: saves ``model.safetensors`` whenever ``val_mae`` improves."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.best_mae = math.inf
+        self.best_epoch = -1
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or "val_mae" not in trainer.callback_metrics:
+            return
+        mae = float(trainer.callback_metrics["val_mae"])
+        if mae < self.best_mae:
+            self.best_mae, self.best_epoch = mae, trainer.current_epoch
+            if trainer.is_global_zero:
+                save_weights(self.run_dir / WEIGHTS_FILE, pl_module.model)
+
+    def state_dict(self) -> dict[str, float]:
+        return {"best_mae": self.best_mae, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, float]) -> None:
+        self.best_mae = float(state_dict["best_mae"])
+        self.best_epoch = int(state_dict["best_epoch"])

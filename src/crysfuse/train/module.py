@@ -1,0 +1,50 @@
+"""The LightningModule around :class:`CrysFuseModel`: loss on standardised targets, MAE in target units,
+AdamW + one-cycle schedule."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch.nn import functional as F
+
+from crysfuse.config import Config
+from crysfuse.models.crysfuse import CrysFuseModel, ModelOutput
+
+
+class CrysFuseLightning(L.LightningModule):
+    """Training wrapper. Logs ``train_loss``, ``train_mae``, ``val_loss``, ``val_mae`` (epoch means)."""
+
+    def __init__(self, model: CrysFuseModel, config: Config) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.loss_fn = {"mse": F.mse_loss, "l1": F.l1_loss}[config.train.loss]
+
+    def forward(self, batch) -> ModelOutput:  # noqa: ANN001
+        return self.model(batch, step=int(self.global_step))
+
+    def _shared_step(self, batch, stage: str) -> torch.Tensor:  # noqa: ANN001
+        output = self.model.forward_normalized(batch, step=int(self.global_step))
+        target = (batch.y - self.model.target_mean) / self.model.target_std
+        loss = self.loss_fn(output.prediction, target)
+        mae = (output.prediction - target).abs().mean() * self.model.target_std
+        size = batch.num_graphs
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
+        self.log(f"{stage}_mae", mae, on_step=False, on_epoch=True, batch_size=size, sync_dist=True,
+                 prog_bar=stage == "val")
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:  # noqa: ANN001
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:  # noqa: ANN001
+        return self._shared_step(batch, "val")
+
+    def configure_optimizers(self):  # noqa: ANN201 - Lightning's documented return shape
+        cfg = self.config.train
+        optimizer = torch.optim.AdamW(self.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg.learning_rate, total_steps=total, pct_start=cfg.pct_start
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
