@@ -1,0 +1,74 @@
+"""Shared fixtures: tiny hand-built crystals, a small real data slice, and a tiny model config."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from pymatgen.core import Lattice, Structure
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+MP36K = SHARED_DATA / "mp36k.json.gz"
+
+TINY_MODEL = [
+    "model.dim_hidden=32",
+    "model.dim_embedding=16",
+    "model.num_alignn_layers=1",
+    "model.num_gcn_layers=1",
+    "model.dim_projection=16",
+    "model.dim_head=16",
+    "fusion.dim_hidden=32",
+    "fusion.num_heads=2",
+    "train.progress_bar=false",
+    "train.batch_size=8",
+    "train.patience=null",
+]
+
+
+@pytest.fixture(scope="session")
+def mp36k_path() -> Path:
+    if not MP36K.exists():
+        pytest.skip(f"{MP36K} is not available")
+    return MP36K
+
+
+@pytest.fixture(scope="session")
+def mp36k_slice(tmp_path_factory: pytest.TempPathFactory, mp36k_path: Path) -> Path:
+    """The first 40 records of mp36k as a small JSON file (fast to load)."""
+    with gzip.open(mp36k_path, "rt", encoding="utf-8") as handle:
+        records = json.load(handle)[:40]
+    path = tmp_path_factory.mktemp("data") / "mp36k_40.json"
+    path.write_text(json.dumps(records), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache for the whole session, so graphs/texts are built once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture
+def nacl() -> Structure:
+    return Structure(Lattice.cubic(5.64), ["Na", "Cl"] * 1, [[0, 0, 0], [0.5, 0.5, 0.5]]).get_primitive_structure()
+
+
+@pytest.fixture
+def silicon() -> Structure:
+    return Structure(Lattice.cubic(5.43), ["Si", "Si"], [[0, 0, 0], [0.25, 0.25, 0.25]])
+
+
+def jarvis_record(record_id: str, structure: Structure, **fields) -> dict:
+    """A JARVIS-style JSON record for ``structure``."""
+    atoms = {
+        "lattice_mat": structure.lattice.matrix.tolist(),
+        "coords": structure.frac_coords.tolist(),
+        "elements": [site.specie.symbol for site in structure],
+        "abc": list(structure.lattice.abc),
+        "angles": list(structure.lattice.angles),
+        "cartesian": False,
+        "props": [""] * len(structure),
+    }
+    return {"id": record_id, "atoms": atoms, **fields}

@@ -1,0 +1,30 @@
+import csv
+
+import numpy as np
+import pytest
+
+from crysfuse.models.crysfuse import CrysFuseModel
+from crysfuse.predict import predict_items, regression_metrics, write_predictions_csv
+from tests.helpers import crystal_batch, tiny_config
+
+
+def test_negative_predictions_survive_to_the_csv(tmp_path):
+    """Formation energies are negative: nothing between the model and the CSV clips at 0."""
+    model = CrysFuseModel(tiny_config("graph_only"), dim_text=0)
+    model.set_target_scaling(-5.0, 0.01)
+    batch = crystal_batch([0, 0, 0])
+    items = batch.to_data_list()
+    predictions = predict_items(model, ["a", "b", "c"], items, batch_size=2)
+    assert (predictions.prediction < -4).all()
+    write_predictions_csv(tmp_path / "p.csv", predictions)
+    with open(tmp_path / "p.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [float(r["prediction"]) for r in rows] == pytest.approx(predictions.prediction.tolist(), abs=0)
+
+
+def test_regression_metrics():
+    metrics = regression_metrics(np.array([0.0, 1.0, 2.0, np.nan]), np.array([0.5, 1.0, 1.0, 7.0]))
+    assert metrics["mae"] == pytest.approx(0.5)
+    assert metrics["max_error"] == pytest.approx(1.0)
+    assert metrics["rmse"] == pytest.approx(np.sqrt((0.25 + 1.0) / 3))
+    assert metrics["r2"] == pytest.approx(1 - (1.25 / 3) / (2 / 3))
