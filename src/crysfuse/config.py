@@ -86,6 +86,15 @@ class FusionConfig:
     num_heads: int = 4
     dim_hidden: int = 256
     dropout: float = 0.1
+    quality_threshold: float = 3.0
+    """Initial text-norm threshold of the quality gates (fixed in ``gated``, learnable in ``quality``)."""
+    warmup_steps: int = 500
+    """``warmup``: training steps over which the text contribution ramps from 0 to 1."""
+    middle_layers: list[int] = field(default_factory=list)
+    """Node-level text injection after these ALIGNN layers (0-based); combinable with any variant."""
+    middle_dim_hidden: int = 128
+    return_attention: bool = False
+    """Attention variants also return attention weights and their normalised entropy."""
 
 
 @dataclass

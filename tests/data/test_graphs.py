@@ -146,14 +146,18 @@ def test_invariance(make) -> None:
     s = make()
     ref = neighbour_signature(build_crystal_graph(s))
     # translation (atoms leave the home cell: coordinates are not wrapped)
-    moved = Structure(s.lattice, s.species, s.cart_coords + np.array([1.37, -2.2, 9.1]), coords_are_cartesian=True)
+    moved = Structure(
+        s.lattice, s.species, s.cart_coords + np.array([1.37, -2.2, 9.1]), coords_are_cartesian=True
+    )
     assert neighbour_signature(build_crystal_graph(moved)) == ref
     # supercell
     assert neighbour_signature(build_crystal_graph(s * (2, 1, 2))) == ref
     # rotation (exact lattice: the jarvis 5-decimal rounding is not rotation invariant in tie shells)
     rot = random_rotation(7)
     rotated = Structure(Lattice(s.lattice.matrix @ rot.T), s.species, s.frac_coords)
-    assert neighbour_signature(build_crystal_graph(rotated, EXACT)) == neighbour_signature(build_crystal_graph(s, EXACT))
+    assert neighbour_signature(build_crystal_graph(rotated, EXACT)) == neighbour_signature(
+        build_crystal_graph(s, EXACT)
+    )
 
 
 def test_primitive_vs_conventional_cell() -> None:
@@ -211,7 +215,9 @@ def test_agreement_with_jarvis(jarvis_graph_fns, mp_sample) -> None:
     for record in mp_sample:
         a = record["atoms"]
         jat = atoms_cls.from_dict(a)
-        u, v, r = build_undirected_edgedata(jat, nearest_neighbor_edges(atoms=jat, cutoff=8, max_neighbors=12))
+        u, v, r = build_undirected_edgedata(
+            jat, nearest_neighbor_edges(atoms=jat, cutoff=8, max_neighbors=12)
+        )
         ref = edge_multiset(u.numpy(), v.numpy(), r.double().numpy())
         g = build_crystal_graph(Structure(a["lattice_mat"], a["elements"], a["coords"]))
         src, dst = g.edge_index.numpy()
@@ -220,7 +226,9 @@ def test_agreement_with_jarvis(jarvis_graph_fns, mp_sample) -> None:
             exact += 1
             continue
         assert not (ref - ours), f"{record['id']}: jarvis edges missing"
-        kept = {atom: np.array([np.linalg.norm(k[2]) for k in ref if k[0] == atom]) for atom in range(g.num_nodes)}
+        kept = {
+            atom: np.array([np.linalg.norm(k[2]) for k in ref if k[0] == atom]) for atom in range(g.num_nodes)
+        }
         for s_, d_, vec in ours - ref:  # each extra edge must tie (1e-4 Å) with a bond jarvis kept
             length = np.linalg.norm(vec)
             assert any(np.abs(kept[x] - length).min() < 1e-4 for x in (s_, d_)), f"{record['id']}: extra edge"

@@ -130,16 +130,20 @@ class CrystalGraph:
         """Check shapes, dtypes and internal consistency; raise ``ValueError`` on any problem."""
         z, ei, vec, lei, cos = (getattr(self, key) for key in _KEYS)
         for key, t, dtype, ndim in zip(
-            _KEYS, (z, ei, vec, lei, cos), (torch.int64, torch.int64, torch.float32, torch.int64, torch.float32),
+            _KEYS,
+            (z, ei, vec, lei, cos),
+            (torch.int64, torch.int64, torch.float32, torch.int64, torch.float32),
             (1, 2, 2, 2, 1),
         ):
             if not isinstance(t, torch.Tensor):
-                raise ValueError(f"{key}: expected a torch.Tensor, got {type(t).__name__}")
+                raise ValueError(f"{key}: expected a torch.Tensor, got {type(t).__name__}")  # noqa: TRY004 (corrupt cache)
             if t.dtype != dtype or t.ndim != ndim:
                 raise ValueError(f"{key}: expected {ndim}-d {dtype}, got {t.ndim}-d {t.dtype}")
         n, e, t_ = z.shape[0], ei.shape[1] if ei.shape[0] == 2 else -1, lei.shape[1]
         if ei.shape[0] != 2 or lei.shape[0] != 2:
-            raise ValueError(f"edge_index / line_edge_index must have 2 rows, got {tuple(ei.shape)}, {tuple(lei.shape)}")
+            raise ValueError(
+                f"edge_index / line_edge_index must have 2 rows, got {tuple(ei.shape)}, {tuple(lei.shape)}"
+            )
         if vec.shape != (e, 3):
             raise ValueError(f"edge_vectors: expected shape ({e}, 3), got {tuple(vec.shape)}")
         if cos.shape != (t_,):
@@ -159,7 +163,9 @@ class CrystalGraph:
         in_deg = torch.bincount(ei[1], minlength=n)
         out_deg = torch.bincount(ei[0], minlength=n)
         if t_ != int((in_deg * out_deg).sum()):
-            raise ValueError(f"line graph has {t_} pairs, expected sum(in_deg * out_deg) = {int((in_deg * out_deg).sum())}")
+            raise ValueError(
+                f"line graph has {t_} pairs, expected sum(in_deg * out_deg) = {int((in_deg * out_deg).sum())}"
+            )
         if t_ > 0:
             if not bool(torch.isfinite(cos).all()) or float(cos.abs().max()) > 1.0:
                 raise ValueError("bond_cosines must be finite and within [-1, 1]")
@@ -255,10 +261,18 @@ def _neighbor_pairs(
         if counts.min() >= k:
             return i, j, shifts.astype(np.int64, copy=False), d
         new_cutoff = max_len if cutoff < max_len else 2.0 * cutoff
-        logger.debug("attempt %d: an atom has %d < %d neighbours within %.3f Å; extending cutoff to %.3f Å",
-                     attempt, int(counts.min()), k, cutoff, new_cutoff)
+        logger.debug(
+            "attempt %d: an atom has %d < %d neighbours within %.3f Å; extending cutoff to %.3f Å",
+            attempt,
+            int(counts.min()),
+            k,
+            cutoff,
+            new_cutoff,
+        )
         cutoff = new_cutoff
-    raise GraphBuildError(f"no {k} neighbours found within {cutoff:.3g} Å after {MAX_CUTOFF_EXTENSIONS} extensions")
+    raise GraphBuildError(
+        f"no {k} neighbours found within {cutoff:.3g} Å after {MAX_CUTOFF_EXTENSIONS} extensions"
+    )
 
 
 def build_crystal_graph(structure: Structure, settings: GraphSettings | None = None) -> CrystalGraph:
@@ -283,14 +297,20 @@ def build_crystal_graph(structure: Structure, settings: GraphSettings | None = N
     if n > settings.max_atoms:
         raise GraphBuildError(f"structure has {n} atoms, more than max_atoms={settings.max_atoms}")
     if not structure.is_ordered:
-        raise GraphBuildError("structure is disordered (partial occupancies); graphs need an ordered structure")
+        raise GraphBuildError(
+            "structure is disordered (partial occupancies); graphs need an ordered structure"
+        )
     atomic_numbers = np.array([site.specie.Z for site in structure], dtype=np.int64)
     check_elements(atomic_numbers)
     lattice = np.array(structure.lattice.matrix, dtype=np.float64)
     frac = np.array(structure.frac_coords, dtype=np.float64).reshape(n, 3)
     volume = _validate_cell(lattice, frac)
     # jarvis: positions and bond vectors from the rounded lattice, image offsets from the exact one.
-    rounded = lattice if settings.round_lattice_decimals is None else np.around(lattice, settings.round_lattice_decimals)
+    rounded = (
+        lattice
+        if settings.round_lattice_decimals is None
+        else np.around(lattice, settings.round_lattice_decimals)
+    )
     cart = frac @ rounded
 
     i, j, shifts, d = _neighbor_pairs(cart, lattice, volume, settings)
@@ -327,5 +347,7 @@ def build_crystal_graph(structure: Structure, settings: GraphSettings | None = N
         line_edge_index=torch.from_numpy(line),
         bond_cosines=torch.from_numpy(_bond_cosines(vec, line).astype(np.float32)),
     )
-    logger.debug("graph: %d nodes, %d edges, %d triplets", graph.num_nodes, graph.num_edges, graph.num_triplets)
+    logger.debug(
+        "graph: %d nodes, %d edges, %d triplets", graph.num_nodes, graph.num_edges, graph.num_triplets
+    )
     return graph

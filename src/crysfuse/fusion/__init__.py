@@ -3,7 +3,16 @@
 Importing :mod:`crysfuse.fusion` registers every built-in variant in :data:`FUSION`.
 """
 
-from crysfuse.fusion import concat, graph_only, simplified  # noqa: F401  (registration)
+from crysfuse.fusion import (  # noqa: F401  (registration, in the order `crysfuse models` lists them)
+    graph_only,
+    concat,
+    cross_attention,
+    gated,
+    simplified,
+    quality,
+    balanced,
+    warmup,
+)
 from crysfuse.fusion.base import FUSION, FusionInputs, FusionModule, FusionOutput
 
 __all__ = ["FUSION", "FusionInputs", "FusionModule", "FusionOutput"]

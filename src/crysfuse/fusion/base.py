@@ -30,7 +30,8 @@ class FusionInputs:
         tokens: Projected text token embeddings ``[B, L, P]`` (L may be 0).
         token_mask: ``[B, L]`` bool, True for real tokens; a row of all False is a crystal without text.
         text: Projected pooled text vector ``[B, P]``.
-        step: Global training step (for schedules such as gate warm-up).
+        text_norm: L2 norm of the encoder's pooled text before projection ``[B]`` (0 without text).
+        step: Global training step (for schedules such as gate warm-up); -1 outside training.
     """
 
     graph: torch.Tensor
@@ -39,15 +40,18 @@ class FusionInputs:
     tokens: torch.Tensor
     token_mask: torch.Tensor
     text: torch.Tensor
-    step: int = 0
+    text_norm: torch.Tensor
+    step: int = -1
 
 
 @dataclass
 class FusionOutput:
-    """Fused vector ``[B, dim_out]`` and diagnostics (see module docstring)."""
+    """Fused vector ``[B, dim_out]``, diagnostics (see module docstring) and, on request, attention weights
+    (``[B, Q, L]`` per attention, by name)."""
 
     fused: torch.Tensor
     diagnostics: dict[str, torch.Tensor] = field(default_factory=dict)
+    attention: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class FusionModule(nn.Module):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from crysfuse.config import FusionConfig
-from crysfuse.fusion.base import FUSION, FusionInputs, FusionModule, FusionOutput, gate_diagnostics, masked_attention
-from crysfuse.nn.layers import mlp
+from crysfuse.fusion.base import FUSION, FusionInputs, FusionModule, FusionOutput, gate_diagnostics
+from crysfuse.fusion.blocks import ResidualCrossAttention, normalized_entropy, sigmoid_mlp
+from torch import nn
 
 
 @FUSION.register("simplified")
@@ -26,15 +26,24 @@ class SimplifiedGateFusion(FusionModule):
 
     def __init__(self, *, dim: int, dim_nodes: int, config: FusionConfig) -> None:
         super().__init__(dim=dim, dim_nodes=dim_nodes, config=config)
-        self.attention = nn.MultiheadAttention(dim, config.num_heads, dropout=config.dropout, batch_first=True)
-        self.norm_attended = nn.LayerNorm(dim)
-        self.gate = mlp(dim_in=2 * dim, dim_hidden=config.dim_hidden, dim_out=1, dropout=config.dropout)
+        self.graph_to_text = ResidualCrossAttention(dim=dim, config=config)
+        self.gate = sigmoid_mlp(dim_in=2 * dim, dim_hidden=config.dim_hidden, dropout=config.dropout)
         self.norm_out = nn.LayerNorm(dim)
+        self.return_attention = config.return_attention
+
+    def text_weight(self, gate: torch.Tensor, inputs: FusionInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The multiplier of ``t`` per crystal ``[B]`` and extra diagnostics; here simply the gate."""
+        return gate, {}
 
     def forward(self, inputs: FusionInputs) -> FusionOutput:
         g, t = inputs.graph, inputs.text
-        context, _ = masked_attention(self.attention, g.unsqueeze(1), inputs.tokens, inputs.token_mask)
-        g_hat = self.norm_attended(g + context.squeeze(1))
+        g_hat, weights = self.graph_to_text(g.unsqueeze(1), inputs.tokens, inputs.token_mask)
         gate = torch.sigmoid(self.gate(torch.cat([g, t], dim=-1))).squeeze(-1)
-        fused = self.norm_out(g_hat + gate.unsqueeze(-1) * t + g)
-        return FusionOutput(fused=fused, diagnostics=gate_diagnostics("gate", gate))
+        weight, extra = self.text_weight(gate, inputs)
+        fused = self.norm_out(g_hat.squeeze(1) + weight.unsqueeze(-1) * t + g)
+        diagnostics = {**gate_diagnostics("gate", gate), **extra}
+        output = FusionOutput(fused=fused, diagnostics=diagnostics)
+        if self.return_attention:
+            output.attention["graph_to_text"] = weights
+            diagnostics.update(gate_diagnostics("attention_entropy", normalized_entropy(weights, inputs.token_mask)))
+        return output

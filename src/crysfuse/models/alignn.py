@@ -11,6 +11,7 @@ the same count as the reference implementation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -52,12 +53,18 @@ class ALIGNNEncoder(nn.Module):
         self.gcn_layers = nn.ModuleList(EdgeGatedGraphConv(dim=dim) for _ in range(config.num_gcn_layers))
         self.dim_out = dim
 
-    def forward(self, batch) -> GraphEncoding:  # noqa: ANN001 - a torch_geometric Batch
+    def forward(
+        self, batch, after_alignn_layer: Callable[[int, torch.Tensor], torch.Tensor] | None = None  # noqa: ANN001
+    ) -> GraphEncoding:
+        """Encode a batch; ``after_alignn_layer(index, x)`` may replace the node features ``[N, D]`` after
+        each ALIGNN layer (used by middle fusion)."""
         x = self.atom_embedding(self.atom_feature_table.index_select(0, batch.atomic_numbers))
         y = self.edge_embedding(torch.linalg.vector_norm(batch.edge_vectors, dim=-1))
         z = self.angle_embedding(batch.bond_cosines)
-        for layer in self.alignn_layers:
+        for index, layer in enumerate(self.alignn_layers):
             x, y, z = layer(x, batch.edge_index, y, batch.line_edge_index, z)
+            if after_alignn_layer is not None:
+                x = after_alignn_layer(index, x)
         for layer in self.gcn_layers:
             x, y = layer(x, batch.edge_index, y)
         graph = scatter(x, batch.batch, dim=0, dim_size=batch.num_graphs, reduce="mean")

@@ -8,8 +8,9 @@ import torch
 from torch import nn
 from torch_geometric.utils import to_dense_batch
 
-from crysfuse.config import Config
+from crysfuse.config import Config, ConfigError
 from crysfuse.fusion import FUSION, FusionInputs
+from crysfuse.fusion.middle import MiddleFusion
 from crysfuse.models.alignn import ALIGNNEncoder
 from crysfuse.nn.layers import ProjectionHead, mlp
 
@@ -41,7 +42,13 @@ class CrysFuseModel(nn.Module):
         self.graph_projection = ProjectionHead(dim_in=self.encoder.dim_out, dim_out=dim)
         fusion_cls = FUSION.get(config.fusion.name)
         self.fusion = fusion_cls(dim=dim, dim_nodes=self.encoder.dim_out, config=config.fusion)
-        self.uses_text = fusion_cls.uses_text
+        self.middle = nn.ModuleDict({
+            str(layer): MiddleFusion(dim_nodes=self.encoder.dim_out, dim_text=dim,
+                                     dim_hidden=config.fusion.middle_dim_hidden, dropout=config.fusion.dropout,
+                                     prefix=f"middle{layer}")
+            for layer in _check_middle_layers(config)
+        })
+        self.uses_text = fusion_cls.uses_text or bool(self.middle)
         self.text_projection = ProjectionHead(dim_in=dim_text, dim_out=dim) if self.uses_text else None
         self.head = mlp(dim_in=self.fusion.dim_out, dim_hidden=config.model.dim_head, dim_out=1)
         self.register_buffer("target_mean", torch.zeros(()))
@@ -52,36 +59,53 @@ class CrysFuseModel(nn.Module):
         self.target_mean.fill_(float(mean))
         self.target_std.fill_(float(std) if std > 0 else 1.0)
 
-    def forward_normalized(self, batch, *, step: int = 0) -> ModelOutput:  # noqa: ANN001 - PyG Batch
+    def forward_normalized(self, batch, *, step: int = -1) -> ModelOutput:  # noqa: ANN001 - PyG Batch
         """Like :meth:`forward` but the prediction is standardised (what the loss sees)."""
-        encoding = self.encoder(batch)
+        num_graphs = int(batch.num_graphs)
+        tokens, token_mask, text, text_norm = self._text_inputs(batch, num_graphs)
+        diagnostics: dict[str, torch.Tensor] = {}
+
+        def inject_text(index: int, x: torch.Tensor) -> torch.Tensor:
+            module = self.middle[str(index)] if str(index) in self.middle else None
+            if module is None:
+                return x
+            x, middle_diagnostics = module(x, text, batch.batch)
+            diagnostics.update(middle_diagnostics)
+            return x
+
+        encoding = self.encoder(batch, inject_text if len(self.middle) else None)
         graph = self.graph_projection(encoding.graph)
-        tokens, token_mask, text = self._text_inputs(batch, graph)
         inputs = FusionInputs(
-            graph=graph, nodes=encoding.nodes, node_batch=batch.batch,
-            tokens=tokens, token_mask=token_mask, text=text, step=step,
+            graph=graph, nodes=encoding.nodes, node_batch=batch.batch, tokens=tokens, token_mask=token_mask,
+            text=text if self.uses_text else graph.new_zeros(graph.shape), text_norm=text_norm, step=step,
         )
         fused = self.fusion(inputs)
-        return ModelOutput(prediction=self.head(fused.fused).squeeze(-1), diagnostics=fused.diagnostics)
+        diagnostics.update(fused.diagnostics)
+        return ModelOutput(prediction=self.head(fused.fused).squeeze(-1), diagnostics=diagnostics)
 
-    def forward(self, batch, *, step: int = 0) -> ModelOutput:  # noqa: ANN001
+    def forward(self, batch, *, step: int = -1) -> ModelOutput:  # noqa: ANN001
         """Predict in target units. ``batch`` is a collated :class:`crysfuse.data.dataset.CrystalData` batch."""
         output = self.forward_normalized(batch, step=step)
         output.prediction = output.prediction * self.target_std + self.target_mean
         return output
 
-    def _text_inputs(self, batch, graph: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # noqa: ANN001
-        """Projected tokens ``[B, L, P]``, mask ``[B, L]`` and pooled text ``[B, P]``."""
-        num_graphs = graph.size(0)
+    def _text_inputs(
+        self, batch, num_graphs: int  # noqa: ANN001
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Projected tokens ``[B, L, P]``, mask ``[B, L]``, pooled text ``[B, P]``, raw pooled norm ``[B]``."""
+        dim = self.config.model.dim_projection
+        device = batch.edge_vectors.device
+        dtype = self.graph_projection.projection.weight.dtype
         if self.text_projection is None:
-            empty = graph.new_zeros(num_graphs, 0, graph.size(1))
-            return empty, torch.zeros(num_graphs, 0, dtype=torch.bool, device=graph.device), graph.new_zeros(graph.shape)
-        dtype = graph.dtype
+            return (torch.zeros(num_graphs, 0, dim, device=device, dtype=dtype),
+                    torch.zeros(num_graphs, 0, dtype=torch.bool, device=device),
+                    torch.zeros(num_graphs, dim, device=device, dtype=dtype),
+                    torch.zeros(num_graphs, device=device, dtype=dtype))
         token_states = batch.text_tokens.to(dtype)
         tokens, token_mask = to_dense_batch(token_states, batch.text_tokens_batch, batch_size=num_graphs)
         tokens = self.text_projection(tokens) * token_mask.unsqueeze(-1).to(dtype)
-        text = self.text_projection(batch.text_pooled.to(dtype))
-        return tokens, token_mask, text
+        pooled = batch.text_pooled.to(dtype)
+        return tokens, token_mask, self.text_projection(pooled), torch.linalg.vector_norm(pooled, dim=-1)
 
     def num_parameters(self) -> int:
         """Trainable parameter count."""
@@ -96,4 +120,15 @@ class CrysFuseModel(nn.Module):
         )
         text = sum(p.numel() for p in self.text_projection.parameters()) if self.text_projection else 0
         fusion = sum(p.numel() for p in self.fusion.parameters())
-        return text + fusion + head_extra
+        middle = sum(p.numel() for p in self.middle.parameters())
+        return text + fusion + middle + head_extra
+
+
+def _check_middle_layers(config: Config) -> list[int]:
+    layers = sorted(set(config.fusion.middle_layers))
+    bad = [k for k in layers if not 0 <= k < config.model.num_alignn_layers]
+    if bad:
+        raise ConfigError(
+            f"fusion.middle_layers {bad} out of range: the model has {config.model.num_alignn_layers} ALIGNN layers"
+        )
+    return layers
