@@ -72,3 +72,26 @@ def jarvis_record(record_id: str, structure: Structure, **fields) -> dict:
         "props": [""] * len(structure),
     }
     return {"id": record_id, "atoms": atoms, **fields}
+
+
+@pytest.fixture(scope="session")
+def train_tiny(tmp_path_factory, mp36k_slice, cache_dir):
+    """Train (once per session and setting) a tiny model on the 40-record mp36k slice; returns its run dir."""
+    from crysfuse.cli import main
+
+    runs: dict[tuple, Path] = {}
+
+    def train(fusion: str, *extra: str, epochs: int = 2) -> Path:
+        key = (fusion, extra, epochs)
+        if key not in runs:
+            run_dir = tmp_path_factory.mktemp("runs") / fusion
+            args = ["train", "--data", str(mp36k_slice), "--target", "gap pbe", "--fusion", fusion,
+                    "--epochs", str(epochs), "--run-dir", str(run_dir), "--cache-dir", str(cache_dir),
+                    "--text-file", str(SHARED_DATA / "mp36k.desc_jarvis.jsonl.gz")]
+            for setting in TINY_MODEL + list(extra):
+                args += ["--set", setting]
+            assert main(args) == 0
+            runs[key] = run_dir
+        return runs[key]
+
+    return train

@@ -58,7 +58,7 @@ class TextConfig:
     """Describes records that have no text (no text field, not in ``data.text_file``); ``""`` disables it."""
     encoder: str = "minilm"
     """Hugging Face model: ``minilm`` (offline default), a hub name, or a local folder (e.g. MatSciBERT)."""
-    max_length: int = 256
+    max_length: int = 512
     batch_size: int = 32
 
 
@@ -98,6 +98,21 @@ class FusionConfig:
 
 
 @dataclass
+class TextCorruptionConfig:
+    """Training augmentation: with ``probability`` a training crystal is shown a corrupted text instead.
+
+    ``variants`` corrupted versions per training record are drawn once (strategy, mode and ratio uniformly
+    from the lists, seeded by record id), encoded once and cached; each epoch picks among them.
+    """
+
+    probability: float = 0.0
+    strategies: list[str] = field(default_factory=lambda: ["random_word", "sentence"])
+    modes: list[str] = field(default_factory=lambda: ["mask", "delete"])
+    ratios: list[float] = field(default_factory=lambda: [0.5, 1.0])
+    variants: int = 2
+
+
+@dataclass
 class TrainConfig:
     """Optimisation, model selection (validation only) and hardware."""
 
@@ -121,6 +136,7 @@ class TrainConfig:
     precision: str = "32-true"
     progress_bar: bool = True
     deterministic: bool = True
+    text_corruption: TextCorruptionConfig = field(default_factory=TextCorruptionConfig)
 
 
 @dataclass

@@ -12,7 +12,6 @@ import torch
 from crysfuse.checkpoint import load_run
 from crysfuse.cli import main
 from crysfuse.data.dataset import make_loader
-from tests.conftest import SHARED_DATA, TINY_MODEL
 
 RUN_FILES = ["model.safetensors", "config.json", "meta.json", "splits.json", "metrics.jsonl",
              "predictions_val.csv", "predictions_test.csv", "summary.json", "rejections.csv"]
@@ -26,19 +25,8 @@ def _read_csv(path):
 
 
 @pytest.fixture(scope="module")
-def trained_runs(tmp_path_factory, mp36k_slice, cache_dir):
-    root = tmp_path_factory.mktemp("runs")
-    runs = {}
-    for fusion in ("simplified", "graph_only", "concat"):
-        run_dir = root / fusion
-        args = ["train", "--data", str(mp36k_slice), "--target", "gap pbe", "--fusion", fusion,
-                "--epochs", "2", "--run-dir", str(run_dir), "--cache-dir", str(cache_dir),
-                "--text-file", str(SHARED_DATA / "mp36k.desc_jarvis.jsonl.gz")]
-        for setting in TINY_MODEL:
-            args += ["--set", setting]
-        assert main(args) == 0
-        runs[fusion] = run_dir
-    return runs
+def trained_runs(train_tiny):
+    return {fusion: train_tiny(fusion) for fusion in ("simplified", "graph_only", "concat")}
 
 
 @pytest.mark.parametrize("fusion", ["simplified", "graph_only", "concat"])

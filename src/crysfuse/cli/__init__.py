@@ -8,9 +8,11 @@ import sys
 from typing import Sequence
 
 from crysfuse import __version__
-from crysfuse.cli import demo, models, predict, train
+from crysfuse.cli import demo, models, predict, robustness, train
 
-COMMANDS = {"train": train, "predict": predict, "models": models, "demo": demo}
+COMMANDS = {
+    "train": train, "predict": predict, "models": models, "robustness": robustness, "demo": demo,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
+from torch.utils.data import Dataset
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
@@ -56,12 +57,12 @@ def make_crystal_data(
 
 
 def make_loader(
-    items: Sequence[CrystalData], *, batch_size: int, shuffle: bool, num_workers: int = 0, seed: int = 0
+    items: Sequence[CrystalData] | Dataset, *, batch_size: int, shuffle: bool, num_workers: int = 0, seed: int = 0
 ) -> DataLoader:
     """A PyG loader that also batches the variable-length text tokens (``text_tokens_batch``)."""
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
-        list(items),
+        items if isinstance(items, Dataset) else list(items),
         batch_size=batch_size,
         shuffle=shuffle,
         follow_batch=FOLLOW_BATCH,

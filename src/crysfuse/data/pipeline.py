@@ -3,6 +3,7 @@ embeddings (cached) → :class:`CrystalData` items. Every record that falls out 
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ class PreparedData:
     items: dict[str, CrystalData] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
     text: TextInfo = field(default_factory=TextInfo)
+    texts: dict[str, str | None] = field(default_factory=dict)
+    text_side: TextSide | None = None
 
 
 def graph_settings(config: Config) -> GraphSettings:
@@ -105,32 +108,51 @@ def resolve_texts(records: list[StructureRecord], config: Config, cache_dir: Pat
     return texts
 
 
+class TextSide:
+    """The frozen encoder of a config with its embedding cache: ``encode(texts)`` encodes only misses."""
+
+    def __init__(self, config: Config, cache_dir: Path) -> None:
+        from crysfuse.text.cache import EmbeddingCache
+        from crysfuse.text.encoder import EncoderSettings, TextEncoder
+
+        self.encoder = TextEncoder(EncoderSettings(config.text.encoder, config.text.max_length, config.text.batch_size))
+        self.cache = EmbeddingCache(cache_dir / "embeddings", self.encoder.model_id, config.text.max_length)
+
+    def encode(self, texts: list[str | None]) -> list:  # list[EncodedText]
+        from crysfuse.text.cache import encode_cached
+
+        return encode_cached(self.encoder, texts, self.cache)
+
+
+def with_text(item: CrystalData, encoded) -> CrystalData:  # noqa: ANN001 - EncodedText
+    """A shallow copy of ``item`` (graph tensors shared) carrying other text embeddings."""
+    other = copy.copy(item)
+    other.text_tokens = encoded.tokens
+    other.text_pooled = encoded.pooled.reshape(1, -1)
+    return other
+
+
 def prepare(records: list[StructureRecord], config: Config, *, uses_text: bool) -> PreparedData:
-    """Turn records into model-ready items (graphs always; texts only when the fusion variant uses them)."""
+    """Turn records into model-ready items (graphs always; texts only when the model uses them)."""
     cache_dir = default_cache_dir(config)
     result = PreparedData()
     graphs, result.rejections = build_graphs(records, graph_settings(config), GraphCache(cache_dir))
     kept = [r for r in records if r.id in graphs]
+    no_tokens, no_pooled = torch.zeros(0, 1, dtype=torch.float16), torch.zeros(1, dtype=torch.float16)
+    for index, record in enumerate(kept):
+        result.items[record.id] = make_crystal_data(
+            graphs[record.id], tokens=no_tokens, pooled=no_pooled, target=record.target, index=index
+        )
     if uses_text:
-        from crysfuse.text.cache import EmbeddingCache, encode_cached
-        from crysfuse.text.encoder import EncoderSettings, TextEncoder
-
         texts = resolve_texts(kept, config, cache_dir, result.text)
-        encoder = TextEncoder(EncoderSettings(config.text.encoder, config.text.max_length, config.text.batch_size))
-        cache = EmbeddingCache(cache_dir / "embeddings", encoder.model_id, config.text.max_length)
-        encoded = encode_cached(encoder, texts, cache)
-        result.text.encoder_id, result.text.dim_text = encoder.model_id, encoder.dim
+        result.texts = {r.id: t for r, t in zip(kept, texts)}
+        result.text_side = TextSide(config, cache_dir)
+        encoded = result.text_side.encode(texts)
+        result.text.encoder_id = result.text_side.encoder.model_id
+        result.text.dim_text = result.text_side.encoder.dim
         result.text.num_truncated = sum(e.truncated for e in encoded)
         if result.text.num_truncated:
             logger.warning("%d texts were truncated to %d tokens", result.text.num_truncated, config.text.max_length)
-        for index, (record, enc) in enumerate(zip(kept, encoded)):
-            result.items[record.id] = make_crystal_data(
-                graphs[record.id], tokens=enc.tokens, pooled=enc.pooled, target=record.target, index=index
-            )
-    else:
-        no_tokens, no_pooled = torch.zeros(0, 1, dtype=torch.float16), torch.zeros(1, dtype=torch.float16)
-        for index, record in enumerate(kept):
-            result.items[record.id] = make_crystal_data(
-                graphs[record.id], tokens=no_tokens, pooled=no_pooled, target=record.target, index=index
-            )
+        for record, enc in zip(kept, encoded):
+            result.items[record.id] = with_text(result.items[record.id], enc)
     return result

@@ -48,7 +48,7 @@ class CrysFuseModel(nn.Module):
                                      prefix=f"middle{layer}")
             for layer in _check_middle_layers(config)
         })
-        self.uses_text = fusion_cls.uses_text or bool(self.middle)
+        self.uses_text = model_uses_text(config)
         self.text_projection = ProjectionHead(dim_in=dim_text, dim_out=dim) if self.uses_text else None
         self.head = mlp(dim_in=self.fusion.dim_out, dim_hidden=config.model.dim_head, dim_out=1)
         self.register_buffer("target_mean", torch.zeros(()))
@@ -122,6 +122,11 @@ class CrysFuseModel(nn.Module):
         fusion = sum(p.numel() for p in self.fusion.parameters())
         middle = sum(p.numel() for p in self.middle.parameters())
         return text + fusion + middle + head_extra
+
+
+def model_uses_text(config: Config) -> bool:
+    """Whether a model of this config reads text (its fusion variant does, or middle fusion is on)."""
+    return FUSION.get(config.fusion.name).uses_text or bool(config.fusion.middle_layers)
 
 
 def _check_middle_layers(config: Config) -> list[int]:

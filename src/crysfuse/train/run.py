@@ -17,13 +17,13 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from crysfuse.checkpoint import WEIGHTS_FILE, load_run, write_meta
 from crysfuse.config import Config
 from crysfuse.data.dataset import make_loader
-from crysfuse.data.pipeline import prepare
+from crysfuse.data.pipeline import PreparedData, prepare
 from crysfuse.data.sources import Rejection, load_records
 from crysfuse.data.splits import Split, seeded_split, split_from_file
-from crysfuse.fusion import FUSION
 from crysfuse.io import write_csv_atomic, write_json_atomic
-from crysfuse.models.crysfuse import CrysFuseModel
+from crysfuse.models.crysfuse import CrysFuseModel, model_uses_text
 from crysfuse.predict import predict_items, regression_metrics, write_predictions_csv
+from crysfuse.train.augment import TextCorruptionDataset, corrupted_alternatives
 from crysfuse.train.callbacks import BestWeights, MetricsJsonl
 from crysfuse.train.module import CrysFuseLightning
 
@@ -60,6 +60,17 @@ def make_split(config: Config, ids: list[str]) -> Split:
     return seeded_split(ids, config.data.split_fractions, config.data.split_seed)
 
 
+def training_items(config: Config, ids: list[str], items: list, prepared: PreparedData):  # noqa: ANN201
+    """The training items, wrapped in text-corruption augmentation when it is switched on."""
+    settings = config.train.text_corruption
+    if settings.probability <= 0 or prepared.text_side is None:
+        return items
+    alternatives = corrupted_alternatives(
+        ids, prepared.items, prepared.texts, prepared.text_side, settings, config.train.seed
+    )
+    return TextCorruptionDataset(items, alternatives, settings.probability, config.train.seed)
+
+
 def train(config: Config) -> RunResult:
     """Train one model as configured and write its run directory (see the README for the file list)."""
     run_dir = Path(config.experiment.run_dir)
@@ -69,7 +80,7 @@ def train(config: Config) -> RunResult:
     config.save(run_dir / "config.json")
 
     loaded = load_records(config.data.path, config.data.target, limit=config.data.limit)
-    uses_text = FUSION.get(config.fusion.name).uses_text
+    uses_text = model_uses_text(config)
     prepared = prepare(loaded.records, config, uses_text=uses_text)
     rejections = loaded.rejections + prepared.rejections
     write_rejections(run_dir / "rejections.csv", rejections)
@@ -106,10 +117,11 @@ def train(config: Config) -> RunResult:
         num_sanity_val_steps=0,
         log_every_n_steps=10,
     )
+    train_items = training_items(config, split.train, items["train"], prepared)
     loaders = {
-        name: make_loader(items[name], batch_size=config.train.batch_size, shuffle=name == "train",
+        name: make_loader(data, batch_size=config.train.batch_size, shuffle=name == "train",
                           num_workers=config.train.num_workers, seed=config.train.seed)
-        for name in ("train", "val")
+        for name, data in (("train", train_items), ("val", items["val"]))
     }
     trainer.fit(CrysFuseLightning(model, config), loaders["train"], loaders["val"])
     train_seconds = time.perf_counter() - started

@@ -1,0 +1,94 @@
+"""Robustness to bad text: evaluate a trained run with its texts corrupted (seeded), per strategy × mode × ratio."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crysfuse.checkpoint import LoadedModel, load_run, read_json_file
+from crysfuse.data.corruption import Corruption, corrupt_text
+from crysfuse.data.dataset import CrystalData
+from crysfuse.data.pipeline import PreparedData, prepare, with_text
+from crysfuse.data.sources import load_records
+from crysfuse.predict import predict_items, regression_metrics
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluationSet:
+    """A loaded run with the prepared items of one split (clean texts kept for corrupting)."""
+
+    loaded: LoadedModel
+    ids: list[str]
+    prepared: PreparedData
+
+    @property
+    def items(self) -> list[CrystalData]:
+        return [self.prepared.items[i] for i in self.ids]
+
+
+def load_evaluation_set(
+    run_dir: str | Path, *, split: str = "test", data: str | None = None, limit: int | None = None
+) -> EvaluationSet:
+    """Load ``run_dir`` and prepare the records of its ``split`` (from ``splits.json``) from ``data``
+    (default: the run's own data source)."""
+    loaded = load_run(run_dir)
+    config = loaded.config
+    splits = read_json_file(Path(run_dir) / "splits.json")
+    if split not in splits:
+        raise ValueError(f"split '{split}' not in {Path(run_dir) / 'splits.json'}: {sorted(splits)}")
+    wanted = set(splits[split][:limit] if limit else splits[split])
+    records = load_records(data or config.data.path, config.data.target, limit=config.data.limit).records
+    records = [r for r in records if r.id in wanted]
+    prepared = prepare(records, config, uses_text=loaded.model.uses_text)
+    ids = [i for i in splits[split] if i in prepared.items]
+    return EvaluationSet(loaded=loaded, ids=ids, prepared=prepared)
+
+
+def evaluate(evaluation: EvaluationSet, corruption: Corruption | None, *, seed: int = 0,
+             batch_size: int = 64) -> dict[str, Any]:
+    """Metrics and mean gate values with the texts corrupted by ``corruption`` (``None``: clean)."""
+    items = evaluation.items
+    prepared = evaluation.prepared
+    if corruption is not None and prepared.text_side is not None:
+        encoder = prepared.text_side.encoder
+        tokenizer = encoder.tokenizer if corruption.strategy == "random_token" else None
+        texts = [
+            corrupt_text(prepared.texts[i], corruption, record_id=i, seed=seed, mask_token=encoder.mask_token,
+                         tokenizer=tokenizer)
+            for i in evaluation.ids
+        ]
+        items = [with_text(item, enc) for item, enc in zip(items, prepared.text_side.encode(texts))]
+    predictions = predict_items(evaluation.loaded.model, evaluation.ids, items, batch_size=batch_size)
+    row: dict[str, Any] = regression_metrics(predictions.target, predictions.prediction)
+    row["n"] = len(evaluation.ids)
+    for key, values in sorted(predictions.gates.items()):
+        row[f"{key}_mean"] = float(np.mean(values)) if len(values) else float("nan")
+    return row
+
+
+def robustness_table(
+    evaluation: EvaluationSet,
+    strategies: list[str],
+    modes: list[str],
+    ratios: list[float],
+    *,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> list[dict[str, Any]]:
+    """One row per strategy × mode × ratio (ratio 0 evaluated once per strategy/mode, from clean text)."""
+    clean = evaluate(evaluation, None, seed=seed, batch_size=batch_size)
+    rows = []
+    for strategy in strategies:
+        for mode in modes:
+            for ratio in ratios:
+                corruption = Corruption(strategy, mode, float(ratio))
+                result = clean if ratio == 0 else evaluate(evaluation, corruption, seed=seed, batch_size=batch_size)
+                rows.append({"strategy": strategy, "mode": mode, "ratio": float(ratio), **result})
+                logger.info("%s: MAE %.4f", corruption.label, result["mae"])
+    return rows

@@ -1,0 +1,79 @@
+"""Text-corruption augmentation: the gates only learn what bad text looks like if training shows some."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from crysfuse.config import TextCorruptionConfig
+from crysfuse.data.corruption import Corruption, corrupt_text
+from crysfuse.data.dataset import CrystalData
+from crysfuse.data.pipeline import TextSide, with_text
+
+logger = logging.getLogger(__name__)
+
+
+def draw_corruptions(record_id: str, settings: TextCorruptionConfig, seed: int) -> list[Corruption]:
+    """``settings.variants`` corruption settings for one record, drawn reproducibly from its id."""
+    key = hashlib.sha256(f"augment|{seed}|{record_id}".encode()).digest()
+    rng = np.random.default_rng(int.from_bytes(key[:8], "little"))
+    return [
+        Corruption(
+            str(rng.choice(settings.strategies)), str(rng.choice(settings.modes)), float(rng.choice(settings.ratios))
+        )
+        for _ in range(settings.variants)
+    ]
+
+
+def corrupted_alternatives(
+    ids: list[str],
+    items: dict[str, CrystalData],
+    texts: dict[str, str | None],
+    text_side: TextSide,
+    settings: TextCorruptionConfig,
+    seed: int,
+) -> list[list[CrystalData]]:
+    """For each id, ``settings.variants`` copies of its item with corrupted text (encoded once, cached)."""
+    tokenizer = text_side.encoder.tokenizer if "random_token" in settings.strategies else None
+    mask_token = text_side.encoder.mask_token
+    plans = [draw_corruptions(i, settings, seed) for i in ids]
+    corrupted = [
+        corrupt_text(texts[i], c, record_id=i, seed=seed, mask_token=mask_token, tokenizer=tokenizer)
+        for i, plan in zip(ids, plans)
+        for c in plan
+    ]
+    encoded = text_side.encode(corrupted)
+    per_record = settings.variants
+    logger.info("text augmentation: %d corrupted texts for %d training records (p=%.2f)",
+                len(corrupted), len(ids), settings.probability)
+    return [
+        [with_text(items[i], e) for e in encoded[n * per_record:(n + 1) * per_record]]
+        for n, i in enumerate(ids)
+    ]
+
+
+class TextCorruptionDataset(Dataset):
+    """Training items; with ``probability`` an item is replaced by one of its corrupted alternatives.
+
+    Draws come from one seeded generator, so with ``num_workers=0`` the sequence is reproducible.
+    """
+
+    def __init__(
+        self, items: list[CrystalData], alternatives: list[list[CrystalData]], probability: float, seed: int
+    ) -> None:
+        self.items = items
+        self.alternatives = alternatives
+        self.probability = probability
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> CrystalData:
+        options = self.alternatives[index]
+        if options and self.rng.random() < self.probability:
+            return options[int(self.rng.integers(len(options)))]
+        return self.items[index]

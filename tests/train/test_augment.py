@@ -1,0 +1,36 @@
+"""Text-corruption augmentation: corrupted alternatives are real, seeded, and reach training."""
+
+from __future__ import annotations
+
+import json
+
+from crysfuse.config import TextCorruptionConfig
+from crysfuse.train.augment import TextCorruptionDataset, draw_corruptions
+
+
+def test_draws_are_reproducible_and_follow_the_settings():
+    settings = TextCorruptionConfig(probability=0.5, strategies=["sentence"], modes=["delete"], ratios=[1.0],
+                                    variants=3)
+    draws = draw_corruptions("mp-1", settings, seed=0)
+    assert draws == draw_corruptions("mp-1", settings, seed=0)
+    assert len(draws) == 3 and all(d.label == "sentence/delete/1" for d in draws)
+
+
+def test_dataset_swaps_in_alternatives_with_the_given_probability():
+    dataset = TextCorruptionDataset(list(range(1000)), [[-1]] * 1000, probability=0.3, seed=0)
+    swapped = sum(dataset[i] == -1 for i in range(1000))
+    assert 240 < swapped < 360
+    never = TextCorruptionDataset([1, 2], [[-1], [-1]], probability=0.0, seed=0)
+    assert [never[0], never[1]] == [1, 2]
+
+
+def test_training_with_augmentation_runs_and_logs(train_tiny, caplog):
+    caplog.set_level("INFO", logger="crysfuse")
+    run_dir = train_tiny("quality", "train.text_corruption.probability=0.5", "train.text_corruption.variants=1")
+    splits = json.loads((run_dir / "splits.json").read_text())
+    n_train = len(splits["train"])
+    assert f"text augmentation: {n_train} corrupted texts for {n_train} training records" in caplog.text
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["fusion"] == "quality"
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["train"]["text_corruption"]["probability"] == 0.5
