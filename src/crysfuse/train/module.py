@@ -3,6 +3,8 @@ AdamW + one-cycle schedule."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
 import torch
 from torch.nn import functional as F
@@ -23,8 +25,9 @@ class CrysFuseLightning(L.LightningModule):
     def forward(self, batch) -> ModelOutput:  # noqa: ANN001
         return self.model(batch, step=int(self.global_step))
 
-    def _shared_step(self, batch, stage: str) -> torch.Tensor:  # noqa: ANN001
-        output = self.model.forward_normalized(batch, step=int(self.global_step))
+    def _shared_step(self, batch, stage: str) -> tuple[torch.Tensor, ModelOutput]:  # noqa: ANN001
+        step = int(self.global_step) if stage == "train" else -1
+        output = self.model.forward_normalized(batch, step=step)
         target = (batch.y - self.model.target_mean) / self.model.target_std
         loss = self.loss_fn(output.prediction, target)
         mae = (output.prediction - target).abs().mean() * self.model.target_std
@@ -32,13 +35,16 @@ class CrysFuseLightning(L.LightningModule):
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
         self.log(f"{stage}_mae", mae, on_step=False, on_epoch=True, batch_size=size, sync_dist=True,
                  prog_bar=stage == "val")
-        return loss
+        return loss, output
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:  # noqa: ANN001
-        return self._shared_step(batch, "train")
+    def training_step(self, batch, batch_idx: int) -> dict[str, Any]:  # noqa: ANN001
+        """Returns the loss and the detached fusion diagnostics (read by callbacks such as the gate monitor)."""
+        loss, output = self._shared_step(batch, "train")
+        return {"loss": loss, "diagnostics": {k: v.detach() for k, v in output.diagnostics.items()}}
 
-    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:  # noqa: ANN001
-        return self._shared_step(batch, "val")
+    def validation_step(self, batch, batch_idx: int) -> dict[str, Any]:  # noqa: ANN001
+        loss, output = self._shared_step(batch, "val")
+        return {"loss": loss, "diagnostics": {k: v.detach() for k, v in output.diagnostics.items()}}
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's documented return shape
         cfg = self.config.train
