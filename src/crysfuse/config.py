@@ -140,6 +140,37 @@ class TrainConfig:
 
 
 @dataclass
+class MonitorConfig:
+    """Gate monitoring during training (``crysfuse.monitor.GateMonitor``) and the thresholds of its anomaly
+    rules; ``crysfuse diagnose`` reads the same thresholds from the run's config."""
+
+    enabled: bool = True
+    """Attach the gate monitor to ``crysfuse train`` (TensorBoard tags, ``gate_statistics.json``, plots)."""
+    log_interval: int = 10
+    """Log every gate's batch mean/std/min/max to TensorBoard every this many training steps."""
+    check_interval: int = 50
+    """Run the anomaly rules every this many training steps (and at the end of every epoch)."""
+    effective_low: float = 0.3
+    """``effective`` gates: a mean below this means the text is suppressed."""
+    quality_low: float = 0.5
+    """``quality`` gates: a mean below this means the text is judged useless."""
+    gate_low: float = 0.3
+    """``gate`` gates (``gate``, ``middle<k>_gate``): a mean below this means the text is hardly used."""
+    gate_high: float = 0.9
+    """``gate`` gates: a mean above this means over-reliance on the text."""
+    saturation_low: float = 0.05
+    """A sample's gate below this counts as saturated (closed)."""
+    saturation_high: float = 0.95
+    """A sample's gate above this counts as saturated (open)."""
+    saturation_fraction: float = 0.95
+    """Saturation fires when more than this fraction of samples is saturated."""
+    collapse_std: float = 1e-3
+    """Collapse fires when the std of a gate across samples is below this (every crystal gets the same value)."""
+    jump: float = 0.2
+    """Jump fires when a gate's mean moves by more than this between two consecutive checks."""
+
+
+@dataclass
 class ExperimentConfig:
     """Bookkeeping for the run."""
 
@@ -157,6 +188,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
     def to_dict(self) -> dict[str, Any]:

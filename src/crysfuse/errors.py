@@ -10,8 +10,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from crysfuse.data.splits import SplitError
     from crysfuse.registry import UnknownNameError
     from crysfuse.text.encoder import EncoderUnavailableError
+    from crysfuse.train.resume import RunDirectoryError
 
-    return (CheckpointError, ConfigError, DataSourceError, SplitError, EncoderUnavailableError, UnknownNameError)
+    return (CheckpointError, ConfigError, DataSourceError, SplitError, EncoderUnavailableError, UnknownNameError,
+            RunDirectoryError)
 
 
 def __getattr__(name: str):  # noqa: ANN202 - module-level lazy attribute

@@ -28,6 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split-file", help='JSON {"train": [ids], "val": [...], "test": [...]}')
     parser.add_argument("--text-file", help="descriptions joined by id (JSONL {id,text} or CSV id,text)")
     parser.add_argument("--cache-dir", help="cache of graphs, descriptions and embeddings")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run in --run-dir (re-running the same command does too)")
     parser.add_argument("--config", help="YAML/JSON config file (flags and --set override it)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set model.dim_hidden=128 (repeatable)")
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if not config.data.path or not config.data.target:
         raise SystemExit("crysfuse train: --data and --target are required (or set them in --config)")
-    result = train(config)
+    result = train(config, resume=True if args.resume else None)
     print(f"run directory: {result.run_dir}")
     print(f"val MAE {result.summary['val_mae']:.4f}  test MAE {result.summary['test_mae']:.4f}")
     return 0

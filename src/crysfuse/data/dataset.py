@@ -59,14 +59,20 @@ def make_crystal_data(
 def make_loader(
     items: Sequence[CrystalData] | Dataset, *, batch_size: int, shuffle: bool, num_workers: int = 0, seed: int = 0
 ) -> DataLoader:
-    """A PyG loader that also batches the variable-length text tokens (``text_tokens_batch``)."""
-    generator = torch.Generator().manual_seed(seed)
+    """A PyG loader that also batches the variable-length text tokens (``text_tokens_batch``).
+
+    Shuffling uses :class:`~crysfuse.train.resume.EpochSeededSampler`: the order of epoch k depends only on
+    (seed, k), so interrupted and resumed runs see the same batches.
+    """
+    from crysfuse.train.resume import EpochSeededSampler
+
+    dataset = items if isinstance(items, Dataset) else list(items)
+    sampler = EpochSeededSampler(len(dataset), seed, dataset) if shuffle else None
     return DataLoader(
-        items if isinstance(items, Dataset) else list(items),
+        dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        sampler=sampler,
         follow_batch=FOLLOW_BATCH,
         num_workers=num_workers,
-        generator=generator,
         persistent_workers=num_workers > 0,
     )

@@ -1,14 +1,21 @@
-"""Readers that turn crystal data on disk into :class:`StructureRecord` objects.
+"""Readers that turn crystal data into :class:`StructureRecord` objects.
 
-Supported sources:
+Supported sources (see ``docs/data.md`` for each layout with an example):
 
 * JARVIS-style JSON / JSON.gz: a list of records with an ``atoms`` dict in jarvis-tools'
   ``Atoms.to_dict()`` schema, an id under ``jid`` or ``id``, and target keys (``dft_3d``, ``megnet``,
   ``mp36k.json.gz``). An optional ``text``/``description`` field is used as the description.
 * CGCNN-style folders: ``id_prop.csv`` (``id,value`` rows, optionally with a header naming columns) next to
   ``<id>.cif`` / ``<id>.vasp`` / ``<id>.poscar`` / ``POSCAR-<id>`` structure files.
+* CrysMMNet folders: ``<root>/<property>/description.csv`` (``id, composition, target, description, ...``)
+  next to ``cif/<id>.cif``; descriptions are cleaned with :func:`crysfuse.data.describe.clean_text`.
+* Tables (CSV / JSONL / Parquet, optionally gzipped) with a CIF-string or pymatgen/jarvis-dict structure
+  column (:mod:`crysfuse.data.tables`).
+* ``jarvis:<dataset>`` through jarvis-tools' figshare downloader and cache (:mod:`crysfuse.data.jarvis_online`).
+* In Python: :func:`records_from_structures` on pymatgen ``Structure`` / jarvis ``Atoms`` / ASE ``Atoms``.
 
 Rows that cannot be used are never dropped silently: each becomes a :class:`Rejection` (id + reason).
+Empty or whitespace-only descriptions count as missing (``text=None``), so a describer can fill them in.
 """
 
 from __future__ import annotations
@@ -17,16 +24,20 @@ import csv
 import gzip
 import json
 import logging
+import io
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from pymatgen.core import Structure
 
 logger = logging.getLogger(__name__)
 
 STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar", ".POSCAR", "")
+CRYSMMNET_FILE = "description.csv"
+JARVIS_PREFIX = "jarvis:"
 
 
 class DataSourceError(ValueError):
@@ -69,28 +80,63 @@ def load_records(
     """Read a data source into records.
 
     Args:
-        path: JSON/JSON.gz file or CGCNN folder.
-        target: Target key; ``None`` reads no target (prediction on unlabelled data).
+        path: JSON/JSON.gz file, CGCNN folder, CrysMMNet folder (or its ``description.csv``), table
+            (``.csv``, ``.jsonl``, ``.parquet``, optionally ``.gz``), or ``jarvis:<dataset>``.
+        target: Target key / column; ``None`` reads no target (prediction on unlabelled data). For a
+            CrysMMNet root folder holding several ``<property>/`` folders, the property name.
         limit: Take only the first ``limit`` rows of the source (deterministic subset).
         require_target: Reject rows whose target is missing or not finite.
 
     Raises:
         DataSourceError: The source cannot be read at all.
     """
+    if isinstance(path, str) and path.startswith(JARVIS_PREFIX):
+        from crysfuse.data.jarvis_online import load_jarvis_dataset
+
+        result = load_jarvis_dataset(path[len(JARVIS_PREFIX):], target, limit=limit, require_target=require_target)
+        return _finish(result, path)
     path = Path(path)
     if not path.exists():
         raise DataSourceError(f"data path '{path}' does not exist")
     if path.is_dir():
-        result = _load_cgcnn_folder(path, target, limit=limit, require_target=require_target)
+        if (path / CRYSMMNET_FILE).is_file():
+            result = _load_crysmmnet(path, target, limit=limit, require_target=require_target)
+        elif (path / "id_prop.csv").is_file():
+            result = _load_cgcnn_folder(path, target, limit=limit, require_target=require_target)
+        else:
+            properties = sorted(p.name for p in path.iterdir() if (p / CRYSMMNET_FILE).is_file())
+            if not properties:
+                raise DataSourceError(
+                    f"folder '{path}' is neither a CGCNN folder (id_prop.csv + structure files) nor a CrysMMNet "
+                    f"folder ({CRYSMMNET_FILE} + cif/)"
+                )
+            if target not in properties:
+                raise DataSourceError(
+                    f"'{path}' is a CrysMMNet root with the properties {properties}; pass one of them as the "
+                    f"target, or the property folder itself as the data path (e.g. '{path / properties[0]}' "
+                    "with target 'target')"
+                )
+            result = _load_crysmmnet(path / target, "target", limit=limit, require_target=require_target)
+    elif path.name == CRYSMMNET_FILE:
+        result = _load_crysmmnet(path.parent, target, limit=limit, require_target=require_target)
     elif path.name.endswith((".json", ".json.gz")):
         result = _load_jarvis_json(path, target, limit=limit, require_target=require_target)
     else:
-        raise DataSourceError(
-            f"'{path}': unsupported data source; expected a .json/.json.gz file or a folder with id_prop.csv"
-        )
+        from crysfuse.data.tables import TABLE_SUFFIXES, load_table
+
+        if not path.name.endswith(TABLE_SUFFIXES):
+            raise DataSourceError(
+                f"'{path}': unsupported data source; expected a .json/.json.gz file, a table "
+                f"({', '.join(TABLE_SUFFIXES)}), a folder with id_prop.csv or {CRYSMMNET_FILE}, or jarvis:<dataset>"
+            )
+        result = load_table(path, target, limit=limit, require_target=require_target)
+    return _finish(result, path)
+
+
+def _finish(result: LoadResult, source: str | Path) -> LoadResult:
     _reject_duplicates(result)
     logger.info(
-        "loaded %d records from %s (%d rejected)", len(result.records), path, len(result.rejections)
+        "loaded %d records from %s (%d rejected)", len(result.records), source, len(result.rejections)
     )
     return result
 
@@ -111,8 +157,17 @@ def _load_jarvis_json(path: Path, target: str | None, *, limit: int | None, requ
         rows = next((v for v in rows.values() if isinstance(v, list)), None)
     if not isinstance(rows, list):
         raise DataSourceError(f"'{path}': expected a JSON list of records with an 'atoms' dict")
+    return records_from_jarvis_rows(rows, target, limit=limit, require_target=require_target, source=str(path))
+
+
+def records_from_jarvis_rows(
+    rows: list[Any], target: str | None, *, limit: int | None, require_target: bool, source: str
+) -> LoadResult:
+    """JARVIS-style rows (dicts with ``atoms``, ``jid``/``id``, target keys, optional text) → records."""
     if limit is not None:
         rows = rows[:limit]
+    if target is not None and require_target and rows:
+        _check_target_present(rows, target, source)
     result = LoadResult()
     for position, row in enumerate(rows):
         if not isinstance(row, dict):
@@ -131,8 +186,27 @@ def _load_jarvis_json(path: Path, target: str | None, *, limit: int | None, requ
         if value is None:
             continue
         text = row.get("text", row.get("description"))
-        result.records.append(StructureRecord(record_id, structure, value, text if isinstance(text, str) else None))
+        result.records.append(StructureRecord(record_id, structure, value, _text_or_none(text)))
     return result
+
+
+def _check_target_present(rows: list[Any], target: str, source: str) -> None:
+    """A target key that no row has is a misspelt target, not a data problem: say so once."""
+    dicts = [r for r in rows if isinstance(r, dict)]
+    if dicts and not any(target in r for r in dicts):
+        keys = sorted({k for r in dicts[:100] for k in r if k != "atoms"})
+        raise DataSourceError(f"'{source}': no record has the target '{target}'; keys found: {keys}")
+
+
+def _text_or_none(text: Any, clean: bool = False) -> str | None:
+    """A usable description, or ``None`` for missing / non-string / empty / whitespace-only text."""
+    if not isinstance(text, str):
+        return None
+    if clean:
+        from crysfuse.data.describe import clean_text
+
+        text = clean_text(text)
+    return text if text.strip() else None
 
 
 def structure_from_jarvis_dict(atoms: dict[str, Any]) -> Structure:
@@ -149,6 +223,8 @@ def _target_value(
     if target is None:
         return math.nan
     raw = row.get(target)
+    if isinstance(raw, str) and not raw.strip():
+        raw = None
     try:
         value = float(raw)
     except (TypeError, ValueError):
@@ -168,8 +244,8 @@ def _load_cgcnn_folder(
     id_prop = folder / "id_prop.csv"
     if not id_prop.exists():
         raise DataSourceError(f"folder '{folder}' has no id_prop.csv (CGCNN layout: id_prop.csv + <id>.cif)")
-    with open(id_prop, newline="", encoding="utf-8") as handle:
-        rows = [r for r in csv.reader(handle) if r and any(cell.strip() for cell in r)]
+    rows = [r for r in csv.reader(io.StringIO(read_source_text(id_prop), newline=""))
+            if r and any(cell.strip() for cell in r)]
     if not rows:
         raise DataSourceError(f"'{id_prop}' is empty")
     header = _csv_header(rows[0])
@@ -186,7 +262,7 @@ def _load_cgcnn_folder(
             result.reject(record_id, "structure", f"no structure file for '{record_id}' in {folder}")
             continue
         try:
-            structure = Structure.from_file(structure_path)
+            structure = read_structure_file(structure_path)
         except Exception as err:  # noqa: BLE001
             result.reject(record_id, "structure", f"cannot parse {structure_path.name}: {err}")
             continue
@@ -243,6 +319,229 @@ def _reject_duplicates(result: LoadResult) -> None:
         seen.add(record.id)
         kept.append(record)
     result.records = kept
+
+
+# ------------------------------------------------------------------------------------------ file helpers
+
+
+def read_source_text(path: Path) -> str:
+    """The whole text of a (possibly gzipped) UTF-8 file; truncation and bad encodings are clear errors.
+
+    A UTF-8 byte-order mark is dropped. A decoding error names the line and the offending byte.
+    """
+    try:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rb") as handle:
+                data = handle.read()
+        else:
+            data = path.read_bytes()
+    except (OSError, EOFError) as err:
+        raise DataSourceError(f"'{path}' cannot be read (truncated or not a gzip file?): {err}") from err
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise DataSourceError(
+            f"'{path}' is not valid UTF-8: byte 0x{data[err.start]:02x} on line {line}; save the file as UTF-8"
+        ) from err
+
+
+def csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Header and rows of a CSV file (a header row is required)."""
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # CIF strings in a cell can be long
+    try:
+        reader = csv.DictReader(io.StringIO(read_source_text(path), newline=""))
+        rows = list(reader)
+    except csv.Error as err:
+        raise DataSourceError(f"'{path}' is not a valid CSV file: {err}") from err
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    if not header:
+        raise DataSourceError(f"'{path}' is empty (expected a header row)")
+    if len(set(header)) != len(header):
+        raise DataSourceError(f"'{path}': duplicate column names in the header {header}")
+    rows = [{(k or "").strip(): v for k, v in row.items()} for row in rows]
+    return header, rows
+
+
+# -------------------------------------------------------------------------------------------- CrysMMNet
+
+
+def _load_crysmmnet(folder: Path, target: str | None, *, limit: int | None, require_target: bool) -> LoadResult:
+    """``<folder>/description.csv`` (``id, composition, target, description, ...``) + ``cif/<id>.cif``.
+
+    ``target`` is a column of the CSV (CrysMMNet's own column is ``target``); the folder name (the property,
+    e.g. ``shear_modulus``) also selects the ``target`` column. Descriptions are cleaned (numpy reprs such as
+    ``np.int64(0)``, doubled words, whitespace).
+    """
+    table = folder / CRYSMMNET_FILE
+    header, rows = csv_rows(table)
+    if "id" not in header:
+        raise DataSourceError(f"'{table}' has no 'id' column (CrysMMNet layout: id, composition, target, description)")
+    if target is not None and target not in header:
+        if target == folder.name and "target" in header:
+            target = "target"
+        elif require_target:
+            raise DataSourceError(f"'{table}' has no column '{target}'; columns: {header} (CrysMMNet: 'target')")
+    text_column = next((c for c in ("description", "text") if c in header), None)
+    if limit is not None:
+        rows = rows[:limit]
+    result = LoadResult()
+    for position, row in enumerate(rows):
+        record_id = (row.get("id") or "").strip() or f"#{position}"
+        structure_path = find_structure_file(folder, record_id)
+        if structure_path is None:
+            result.reject(record_id, "structure", f"no structure file for '{record_id}' in {folder / 'cif'}")
+            continue
+        try:
+            structure = read_structure_file(structure_path)
+        except Exception as err:  # noqa: BLE001 - any parse failure becomes a recorded rejection
+            result.reject(record_id, "structure", f"cannot parse {structure_path.name}: {err}")
+            continue
+        value = _target_value(row, target, record_id, result, require_target)
+        if value is None:
+            continue
+        text = _text_or_none(row.get(text_column) if text_column else None, clean=True)
+        result.records.append(StructureRecord(record_id, structure, value, text))
+    return result
+
+
+def read_structure_file(path: Path) -> Structure:
+    """A structure file (CIF, POSCAR, ...) that must hold at least one atom."""
+    structure = Structure.from_file(path)
+    if len(structure) == 0:
+        raise ValueError("the file holds no atoms")
+    return structure
+
+
+# ------------------------------------------------------------------------------------------- Python API
+
+
+def structure_from_value(value: Any) -> Structure:
+    """Anything that describes one crystal → pymatgen ``Structure``.
+
+    Accepts a pymatgen ``Structure``, a jarvis-tools ``Atoms``, an ASE ``Atoms`` (periodic), a pymatgen
+    ``Structure.as_dict()`` dict, a jarvis ``Atoms.to_dict()`` dict, or a string holding a CIF, a POSCAR or
+    either dict as JSON.
+
+    Raises:
+        ValueError: the value is empty or cannot be parsed (the message says why).
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        raise ValueError("no structure (empty cell)")
+    if isinstance(value, Structure):
+        structure = value
+    elif type(value).__module__.startswith("jarvis.") and hasattr(value, "pymatgen_converter"):
+        structure = value.pymatgen_converter()
+    elif type(value).__module__.startswith("ase.") and hasattr(value, "get_cell"):
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        if not all(value.get_pbc()):
+            raise ValueError("ASE Atoms is not periodic in all three directions (set pbc=True and a cell)")
+        structure = AseAtomsAdaptor.get_structure(value)
+    elif isinstance(value, dict):
+        if "lattice_mat" in value:
+            structure = structure_from_jarvis_dict(value)
+        elif "lattice" in value and "sites" in value:
+            structure = Structure.from_dict(value)
+        else:
+            raise ValueError(
+                f"dict with keys {sorted(value)[:8]} is neither a pymatgen Structure dict ('lattice', 'sites') "
+                "nor a jarvis Atoms dict ('lattice_mat', 'coords', 'elements')"
+            )
+    elif isinstance(value, (str, bytes)):
+        text = value.decode("utf-8") if isinstance(value, bytes) else value
+        text = text.strip()
+        if not text:
+            raise ValueError("no structure (empty cell)")
+        if text.startswith("{"):
+            try:
+                parsed = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"structure text looks like JSON but does not parse: {err}") from None
+            return structure_from_value(parsed)
+        fmt = "cif" if ("_cell_length_a" in text or text.startswith("data_")) else "poscar"
+        structure = Structure.from_str(text, fmt=fmt)
+    else:
+        raise ValueError(f"cannot make a structure from a {type(value).__name__}")
+    if len(structure) == 0:
+        raise ValueError("structure has no atoms")
+    return structure
+
+
+def records_from_structures(
+    structures: Sequence[Any],
+    targets: Sequence[float] | None = None,
+    ids: Sequence[str] | None = None,
+    texts: Sequence[str | None] | None = None,
+    *,
+    require_target: bool | None = None,
+) -> LoadResult:
+    """Records from Python objects (pymatgen ``Structure``, jarvis ``Atoms``, ASE ``Atoms`` or dicts).
+
+    Args:
+        structures: one crystal per entry (anything :func:`structure_from_value` accepts).
+        targets: one value per structure; ``None`` for unlabelled data (targets are ``nan``).
+        ids: one id per structure; default ``"0"``, ``"1"``, ...
+        texts: optional descriptions (``None`` / empty = describe it later).
+        require_target: reject rows with a missing or non-finite target; default: when targets are given.
+
+    Returns:
+        A :class:`LoadResult`; unusable entries are rejections, duplicates included. Save it with
+        :func:`save_records` to train on it with ``crysfuse train``.
+    """
+    n = len(structures)
+    for name, values in (("targets", targets), ("ids", ids), ("texts", texts)):
+        if values is not None and len(values) != n:
+            raise DataSourceError(f"{name} has {len(values)} entries for {n} structures")
+    if require_target is None:
+        require_target = targets is not None
+    result = LoadResult()
+    for position, value in enumerate(structures):
+        record_id = str(ids[position]) if ids is not None else str(position)
+        try:
+            structure = structure_from_value(value)
+        except Exception as err:  # noqa: BLE001
+            result.reject(record_id, "structure", f"unusable structure: {err}")
+            continue
+        row = {"target": targets[position]} if targets is not None else {}
+        target_value = _target_value(row, "target" if targets is not None else None, record_id, result,
+                                     require_target)
+        if target_value is None:
+            continue
+        text = _text_or_none(texts[position]) if texts is not None else None
+        result.records.append(StructureRecord(record_id, structure, target_value, text))
+    return _finish(result, "Python objects")
+
+
+def save_records(records: Iterable[StructureRecord], path: str | Path, target: str = "target") -> Path:
+    """Write records as JARVIS-style JSON (``.json`` or ``.json.gz``) that :func:`load_records` reads back.
+
+    Targets go under the key ``target``; texts under ``text`` (when present).
+    """
+    path = Path(path)
+    rows = []
+    for record in records:
+        s = record.structure
+        row: dict[str, Any] = {
+            "id": record.id,
+            "atoms": {
+                "lattice_mat": s.lattice.matrix.tolist(),
+                "coords": s.frac_coords.tolist(),
+                "elements": [site.specie.symbol for site in s],
+                "abc": list(s.lattice.abc),
+                "angles": list(s.lattice.angles),
+                "cartesian": False,
+                "props": [""] * len(s),
+            },
+            target: None if math.isnan(record.target) else record.target,
+        }
+        if record.text is not None:
+            row["text"] = record.text
+        rows.append(row)
+    payload = json.dumps(rows).encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(payload) if path.name.endswith(".gz") else payload)
+    return path
 
 
 def read_text_file(path: str | Path) -> dict[str, str]:

@@ -58,7 +58,7 @@ def corrupted_alternatives(
 class TextCorruptionDataset(Dataset):
     """Training items; with ``probability`` an item is replaced by one of its corrupted alternatives.
 
-    Draws come from one seeded generator, so with ``num_workers=0`` the sequence is reproducible.
+    The draw for item i in epoch e depends only on (seed, e, i), so a resumed run sees the same texts.
     """
 
     def __init__(
@@ -67,13 +67,18 @@ class TextCorruptionDataset(Dataset):
         self.items = items
         self.alternatives = alternatives
         self.probability = probability
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> CrystalData:
         options = self.alternatives[index]
-        if options and self.rng.random() < self.probability:
-            return options[int(self.rng.integers(len(options)))]
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        if options and rng.random() < self.probability:
+            return options[int(rng.integers(len(options)))]
         return self.items[index]

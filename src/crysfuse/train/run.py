@@ -3,7 +3,9 @@ a self-contained run directory. The CLI's ``crysfuse train`` calls this same fun
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,18 @@ from crysfuse.models.crysfuse import CrysFuseModel, model_uses_text
 from crysfuse.predict import predict_items, regression_metrics, write_predictions_csv
 from crysfuse.train.augment import TextCorruptionDataset, corrupted_alternatives
 from crysfuse.train.callbacks import BestWeights, MetricsJsonl
+from crysfuse.train.resume import (
+    ResumeCheckpoint,
+    RngState,
+    RunDirectoryError,
+    RunLock,
+    last_saved_epoch,
+    read_status,
+    resume_checkpoint_path,
+    check_resume_state,
+    truncate_metrics,
+    write_status,
+)
 from crysfuse.train.module import CrysFuseLightning
 
 logger = logging.getLogger(__name__)
@@ -36,6 +50,14 @@ class RunResult:
 
     run_dir: Path
     summary: dict[str, Any]
+
+
+def previous_seconds(run_dir: Path) -> float:
+    """Training seconds spent before an interruption (kept in ``resume/last.json``)."""
+    try:
+        return float(json.loads((run_dir / "resume" / "last.json").read_text())["seconds"])
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        return 0.0
 
 
 def write_rejections(path: Path, rejections: list[Rejection]) -> None:
@@ -71,33 +93,111 @@ def training_items(config: Config, ids: list[str], items: list, prepared: Prepar
     return TextCorruptionDataset(items, alternatives, settings.probability, config.train.seed)
 
 
-def train(config: Config) -> RunResult:
-    """Train one model as configured and write its run directory (see the README for the file list)."""
+def is_primary_process() -> bool:
+    """True in the process that owns the run directory (global rank 0; every process when not distributed)."""
+    return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def train(config: Config, *, resume: bool | None = None) -> RunResult:
+    """Train one model as configured and write its run directory (see the README for the file list).
+
+    Args:
+        config: The run's config; ``experiment.run_dir`` is where everything goes.
+        resume: ``True`` insists on continuing an interrupted run; ``None`` (default) continues one when the
+            run directory holds one, skips a finished run with the same config, and starts fresh otherwise.
+
+    Raises:
+        RunDirectoryError: Another process trains into the directory, or it holds a different run.
+    """
     run_dir = Path(config.experiment.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
+    if not is_primary_process():
+        return _train_in_run_dir(config, run_dir, checkpoint=None, primary=False)
+    with RunLock(run_dir):
+        decision = decide_resume(run_dir, config, resume)
+        if decision == "finished":
+            summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+            logger.info("run %s already finished (val MAE %.4f); nothing to do", run_dir, summary["val_mae"])
+            return RunResult(run_dir=run_dir, summary=summary)
+        write_status(run_dir, "running", pid=os.getpid())
+        result = _train_in_run_dir(config, run_dir, checkpoint=decision, primary=True)
+        write_status(run_dir, "finished")
+    return result
+
+
+def decide_resume(run_dir: Path, config: Config, resume: bool | None) -> Path | str | None:
+    """``"finished"``, the checkpoint to resume from, or ``None`` for a fresh start (old partial files cleared)."""
+    saved_config = run_dir / "config.json"
+    if saved_config.exists():
+        differences = config_differences(Config.load(saved_config), config)
+        if differences:
+            raise RunDirectoryError(
+                f"{run_dir} holds a run with a different config ({'; '.join(differences[:5])}); "
+                "choose another --run-dir"
+            )
+    if read_status(run_dir).get("state") == "finished" and (run_dir / "summary.json").exists():
+        if resume:
+            raise RunDirectoryError(f"{run_dir} is a finished run: nothing to resume")
+        return "finished"
+    checkpoint = resume_checkpoint_path(run_dir)
+    if checkpoint is not None:
+        check_resume_state(checkpoint)
+        epoch = last_saved_epoch(run_dir)
+        truncate_metrics(run_dir / "metrics.jsonl", epoch)
+        logger.info("resuming %s after epoch %d", run_dir, epoch)
+        return checkpoint
+    if resume:
+        raise RunDirectoryError(f"{run_dir} has no saved training state to resume from")
+    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    return None
+
+
+IGNORED_CONFIG_KEYS = ("train.progress_bar", "train.num_workers")
+
+
+def config_differences(old: Config, new: Config) -> list[str]:
+    """Dotted keys whose values differ (ignoring settings that cannot change results)."""
+    def flatten(data: dict, prefix: str = "") -> dict:
+        flat = {}
+        for key, value in data.items():
+            if isinstance(value, dict):
+                flat.update(flatten(value, f"{prefix}{key}."))
+            else:
+                flat[f"{prefix}{key}"] = value
+        return flat
+
+    a, b = flatten(old.to_dict()), flatten(new.to_dict())
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if k not in IGNORED_CONFIG_KEYS and a.get(k) != b.get(k)]
+
+
+def _train_in_run_dir(config: Config, run_dir: Path, *, checkpoint: Path | None, primary: bool) -> RunResult:
+    started = time.perf_counter() - (previous_seconds(run_dir) if checkpoint else 0.0)
     L.seed_everything(config.train.seed, workers=True, verbose=False)
-    config.save(run_dir / "config.json")
+    if primary:
+        config.save(run_dir / "config.json")
 
     loaded = load_records(config.data.path, config.data.target, limit=config.data.limit)
     uses_text = model_uses_text(config)
     prepared = prepare(loaded.records, config, uses_text=uses_text)
     rejections = loaded.rejections + prepared.rejections
-    write_rejections(run_dir / "rejections.csv", rejections)
-    logger.info("%s; manifest: %s", summarize_rejections(rejections), run_dir / "rejections.csv")
-
     split = make_split(config, list(prepared.items))
-    write_json_atomic(run_dir / "splits.json", split.to_dict())
+    if primary:
+        write_rejections(run_dir / "rejections.csv", rejections)
+        logger.info("%s; manifest: %s", summarize_rejections(rejections), run_dir / "rejections.csv")
+        write_json_atomic(run_dir / "splits.json", split.to_dict())
     items = {name: [prepared.items[i] for i in getattr(split, name)] for name in ("train", "val", "test")}
     logger.info("split: %d train, %d val, %d test", *(len(v) for v in items.values()))
 
     model = CrysFuseModel(config, dim_text=prepared.text.dim_text)
     train_targets = np.array([float(d.y) for d in items["train"]])
     model.set_target_scaling(float(train_targets.mean()), float(train_targets.std()))
-    write_meta(run_dir, dim_text=prepared.text.dim_text, encoder_id=prepared.text.encoder_id)
+    if primary:
+        write_meta(run_dir, dim_text=prepared.text.dim_text, encoder_id=prepared.text.encoder_id)
 
     best = BestWeights(run_dir)
-    callbacks: list[L.Callback] = [MetricsJsonl(run_dir / "metrics.jsonl"), best]
+    callbacks: list[L.Callback] = [MetricsJsonl(run_dir / "metrics.jsonl"), best, RngState(),
+                                   ResumeCheckpoint(run_dir, clock_start=started)]
     if config.train.patience is not None:
         callbacks.append(EarlyStopping(monitor="val_mae", mode="min", patience=config.train.patience))
     trainer = L.Trainer(
@@ -123,7 +223,8 @@ def train(config: Config) -> RunResult:
                           num_workers=config.train.num_workers, seed=config.train.seed)
         for name, data in (("train", train_items), ("val", items["val"]))
     }
-    trainer.fit(CrysFuseLightning(model, config), loaders["train"], loaders["val"])
+    trainer.fit(CrysFuseLightning(model, config), loaders["train"], loaders["val"],
+                ckpt_path=checkpoint, weights_only=True)
     train_seconds = time.perf_counter() - started
     if not trainer.is_global_zero:
         return RunResult(run_dir=run_dir, summary={})

@@ -1,0 +1,411 @@
+"""Gate monitoring: TensorBoard curves, anomaly rules and a report of every fusion gate during training.
+
+:class:`GateMonitor` reads only the documented diagnostics contract (:mod:`crysfuse.fusion.base`): every 1-D
+tensor is a per-sample gate ``k``; ``k_mean``/``k_std``/``k_min``/``k_max`` are its summaries (recomputed here
+from the samples, so they are skipped); any other 0-dim value (``warmup_factor``, ``quality_threshold``, ...)
+is a scalar that is logged as is. Which rules watch a gate depends only on the last ``_``-separated part of
+its key (see :func:`gate_kind`), never on the fusion variant.
+
+Used as a Lightning callback (``crysfuse train`` attaches one by default) or on its own::
+
+    monitor = GateMonitor("runs/x/tensorboard", out_dir="runs/x")
+    monitor.update(diagnostics, step)      # every training step
+    monitor.end_epoch()                    # histograms, last-epoch statistics
+    monitor.finish()                       # gate_statistics.json, gate_plots.png, summary in the log
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import lightning as L
+import numpy as np
+
+from crysfuse.config import MonitorConfig
+from crysfuse.io import write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+STATISTICS_FILE = "gate_statistics.json"
+PLOTS_FILE = "gate_plots.png"
+SUMMARY_SUFFIXES = ("_mean", "_std", "_min", "_max")
+RULES = ("suppression", "low_quality", "gate_range", "saturation", "collapse", "jump", "non_finite")
+
+
+def gate_kind(key: str) -> str:
+    """The rule family of a gate key: its last ``_``-separated part (``effective``, ``quality``, ``gate``,
+    ``saturation``, ``entropy``, ...); ``middle2_gate`` is a ``gate``, ``middle2_gate_saturation`` a
+    ``saturation``."""
+    return key.rsplit("_", 1)[-1]
+
+
+def split_diagnostics(diagnostics: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Per-sample gates (1-D, as float64 arrays) and extra 0-dim scalars; gate summaries are dropped."""
+    gates: dict[str, np.ndarray] = {}
+    scalars: dict[str, float] = {}
+    for key, value in diagnostics.items():
+        array = np.asarray(value.detach().cpu().double() if hasattr(value, "detach") else value, dtype=float)
+        if array.ndim == 1:
+            gates[key] = array
+        elif array.ndim == 0:
+            scalars[key] = float(array)
+    for key in list(scalars):
+        if any(key == gate + suffix for gate in gates for suffix in SUMMARY_SUFFIXES):
+            del scalars[key]
+    return gates, scalars
+
+
+def summarize(values: np.ndarray) -> dict[str, float]:
+    """mean/std/min/max/count of the finite values (``nan`` when there are none)."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return {"mean": math.nan, "std": math.nan, "min": math.nan, "max": math.nan, "count": 0}
+    return {"mean": float(finite.mean()), "std": float(finite.std()), "min": float(finite.min()),
+            "max": float(finite.max()), "count": int(finite.size)}
+
+
+def check_gate(key: str, values: np.ndarray, config: MonitorConfig,
+               previous_mean: float | None = None) -> list[tuple[str, float, float, str]]:
+    """Apply the anomaly rules to one gate's per-sample ``values``.
+
+    Returns:
+        ``(rule, value, threshold, message)`` for every rule that fires.
+    """
+    fired: list[tuple[str, float, float, str]] = []
+    finite = values[np.isfinite(values)]
+    if finite.size < values.size:
+        bad = float(1 - finite.size / values.size)
+        fired.append(("non_finite", bad, 0.0, f"{key}: {bad:.0%} of the values are NaN/inf"))
+    if finite.size == 0:
+        return fired
+    kind, mean = gate_kind(key), float(finite.mean())
+    if kind == "effective" and mean < config.effective_low:
+        fired.append(("suppression", mean, config.effective_low,
+                      f"{key} mean {mean:.3f} < {config.effective_low}: the text is suppressed"))
+    if kind == "quality" and mean < config.quality_low:
+        fired.append(("low_quality", mean, config.quality_low,
+                      f"{key} mean {mean:.3f} < {config.quality_low}: the text is judged useless"))
+    if kind == "gate" and mean < config.gate_low:
+        fired.append(("gate_range", mean, config.gate_low,
+                      f"{key} mean {mean:.3f} < {config.gate_low}: the text is hardly used"))
+    if kind == "gate" and mean > config.gate_high:
+        fired.append(("gate_range", mean, config.gate_high,
+                      f"{key} mean {mean:.3f} > {config.gate_high}: over-reliance on the text"))
+    if kind == "saturation":
+        if mean > config.saturation_fraction:
+            fired.append(("saturation", mean, config.saturation_fraction,
+                          f"{key} mean {mean:.3f} > {config.saturation_fraction}: the gate is saturated"))
+    elif kind != "entropy":
+        saturated = float(np.mean((finite < config.saturation_low) | (finite > config.saturation_high)))
+        if saturated > config.saturation_fraction:
+            fired.append(("saturation", saturated, config.saturation_fraction,
+                          f"{key}: {saturated:.1%} of samples below {config.saturation_low} or above "
+                          f"{config.saturation_high}"))
+    if kind != "saturation" and finite.size >= 2 and float(finite.std()) < config.collapse_std:
+        std = float(finite.std())
+        fired.append(("collapse", std, config.collapse_std,
+                      f"{key} std {std:.2e} < {config.collapse_std}: every sample gets the same gate"))
+    if previous_mean is not None and math.isfinite(previous_mean) and abs(mean - previous_mean) > config.jump:
+        jump = abs(mean - previous_mean)
+        fired.append(("jump", jump, config.jump,
+                      f"{key} mean jumped {previous_mean:.3f} -> {mean:.3f} (|change| > {config.jump})"))
+    return fired
+
+
+@dataclass
+class GateWarning:
+    """A rule that fired: where (epoch, first step), on which gate, with what value and threshold; ``repeats``
+    counts later firings of the same rule on the same gate within the epoch."""
+
+    epoch: int
+    step: int
+    rule: str
+    gate: str
+    value: float
+    threshold: float
+    message: str
+    repeats: int = 0
+
+
+class _Stats:
+    """Running count/sum/sum of squares/min/max of finite values (no sample is kept)."""
+
+    def __init__(self) -> None:
+        self.count, self.total, self.total_sq, self.min, self.max = 0, 0.0, 0.0, math.inf, -math.inf
+
+    def add(self, values: np.ndarray) -> None:
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            self.count += int(finite.size)
+            self.total += float(finite.sum())
+            self.total_sq += float(np.square(finite).sum())
+            self.min, self.max = min(self.min, float(finite.min())), max(self.max, float(finite.max()))
+
+    def to_dict(self) -> dict[str, float]:
+        if not self.count:
+            return summarize(np.zeros(0))
+        mean = self.total / self.count
+        std = math.sqrt(max(self.total_sq / self.count - mean * mean, 0.0))
+        return {"mean": mean, "std": std, "min": self.min, "max": self.max, "count": self.count}
+
+
+class GateMonitor(L.Callback):
+    """Watches every fusion gate during training (see the module docstring and ``docs/monitor.md``).
+
+    Args:
+        log_dir: TensorBoard directory for a writer of its own; as a callback the trainer's TensorBoard
+            logger is used when there is one.
+        config: Intervals and rule thresholds (default :class:`MonitorConfig`).
+        out_dir: Where ``gate_statistics.json`` and ``gate_plots.png`` go (default ``log_dir``).
+        writer: An existing ``SummaryWriter``-like object (``add_scalar``/``add_histogram``).
+    """
+
+    def __init__(self, log_dir: str | Path | None = None, *, config: MonitorConfig | None = None,
+                 out_dir: str | Path | None = None, writer: Any = None) -> None:
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        self.out_dir = Path(out_dir) if out_dir is not None else self.log_dir
+        self.config = config or MonitorConfig()
+        self._writer, self._own_writer = writer, False
+        self.active = True
+        self.epoch, self.step, self.updates = 0, -1, 0
+        self.training: dict[str, _Stats] = {}
+        self.last_epoch: dict[str, dict[str, float]] = {}
+        self.history: dict[str, dict[str, list[float]]] = {}
+        self.scalar_history: dict[str, dict[str, list[float]]] = {}
+        self.warnings: list[GateWarning] = []
+        self._epoch_stats: dict[str, _Stats] = {}
+        self._epoch_values: dict[str, list[np.ndarray]] = {}
+        self._log_window: dict[str, list[np.ndarray]] = {}
+        self._check_window: dict[str, list[np.ndarray]] = {}
+        self._steps_since_log = self._steps_since_check = 0
+        self._previous_mean: dict[str, float] = {}
+        self._open: dict[tuple[str, str], GateWarning] = {}
+        self._batch_step = 0
+
+    # ----------------------------------------------------------------------------------------- standalone
+    @property
+    def writer(self) -> Any:
+        """The TensorBoard writer (created in ``log_dir`` on first use when none was given)."""
+        if self._writer is None and self.log_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer, self._own_writer = SummaryWriter(str(self.log_dir)), True
+        return self._writer
+
+    def update(self, diagnostics: Mapping[str, Any], step: int) -> None:
+        """Record one training step's diagnostics; logs and checks at the configured intervals."""
+        gates, scalars = split_diagnostics(diagnostics)
+        self.step, self.updates = int(step), self.updates + 1
+        for key, values in gates.items():
+            self.training.setdefault(key, _Stats()).add(values)
+            self._epoch_stats.setdefault(key, _Stats()).add(values)
+            for store in (self._epoch_values, self._log_window, self._check_window):
+                store.setdefault(key, []).append(values)
+        for name, value in scalars.items():
+            history = self.scalar_history.setdefault(name, {"step": [], "value": []})
+            history["step"].append(self.step)
+            history["value"].append(value)
+            if self.writer is not None:
+                self.writer.add_scalar(f"gate/{name}", value, self.step)
+        self._steps_since_log += 1
+        self._steps_since_check += 1
+        if self._steps_since_log >= max(self.config.log_interval, 1):
+            self._log_point()
+        if self._steps_since_check >= max(self.config.check_interval, 1):
+            self.check()
+
+    def _log_point(self) -> None:
+        """One trajectory point per gate (statistics of the samples since the previous point)."""
+        for key, arrays in self._log_window.items():
+            stats = summarize(np.concatenate(arrays))
+            history = self.history.setdefault(key, {"step": [], "mean": [], "std": [], "min": [], "max": []})
+            history["step"].append(self.step)
+            for name in ("mean", "std", "min", "max"):
+                history[name].append(stats[name])
+                if self.writer is not None:
+                    self.writer.add_scalar(f"gate/{key}_{name}", stats[name], self.step)
+        self._log_window, self._steps_since_log = {}, 0
+
+    def check(self) -> list[GateWarning]:
+        """Run the anomaly rules on the samples since the previous check; returns the new warnings."""
+        new: list[GateWarning] = []
+        for key, arrays in sorted(self._check_window.items()):
+            values = np.concatenate(arrays)
+            for rule, value, threshold, message in check_gate(key, values, self.config,
+                                                               self._previous_mean.get(key)):
+                known = self._open.get((rule, key))
+                if known is not None:
+                    known.repeats += 1
+                    continue
+                warning = GateWarning(self.epoch, self.step, rule, key, value, threshold, message)
+                self._open[(rule, key)] = warning
+                self.warnings.append(warning)
+                new.append(warning)
+                logger.warning("gate monitor, epoch %d step %d, %s: %s", self.epoch, self.step, rule, message)
+            finite = values[np.isfinite(values)]
+            if finite.size:
+                self._previous_mean[key] = float(finite.mean())
+        self._check_window, self._steps_since_check = {}, 0
+        return new
+
+    def end_epoch(self, epoch: int | None = None) -> None:
+        """Close an epoch: pending points and checks, histograms, last-epoch statistics."""
+        if self._log_window:
+            self._log_point()
+        if self._check_window:
+            self.check()
+        if self.writer is not None:
+            for key, arrays in self._epoch_values.items():
+                values = np.concatenate(arrays)
+                values = values[np.isfinite(values)]
+                if values.size:
+                    self.writer.add_histogram(f"gate/{key}", values, max(self.step, 0))
+        if self._epoch_stats:
+            self.last_epoch = {key: stats.to_dict() for key, stats in self._epoch_stats.items()}
+            logger.debug("gate monitor epoch %d: %s", self.epoch, ", ".join(
+                f"{k} {v['mean']:.3f}±{v['std']:.3f}" for k, v in sorted(self.last_epoch.items())))
+        self._epoch_stats, self._epoch_values, self._open = {}, {}, {}
+        self.epoch = (epoch if epoch is not None else self.epoch) + 1
+
+    def statistics(self) -> dict[str, Any]:
+        """The content of ``gate_statistics.json``."""
+        by_rule: dict[str, int] = {}
+        for warning in self.warnings:
+            by_rule[warning.rule] = by_rule.get(warning.rule, 0) + 1 + warning.repeats
+        return {
+            "total_steps": self.updates,
+            "last_step": self.step,
+            "epochs": self.epoch,
+            "thresholds": dataclasses.asdict(self.config),
+            "gates": {key: {"kind": gate_kind(key), "training": stats.to_dict(),
+                            "last_epoch": self.last_epoch.get(key, summarize(np.zeros(0)))}
+                      for key, stats in sorted(self.training.items())},
+            "scalars": {name: {"last": h["value"][-1], "min": min(h["value"]), "max": max(h["value"])}
+                        for name, h in sorted(self.scalar_history.items())},
+            "warnings_count": len(self.warnings),
+            "warnings_by_rule": by_rule,
+            "warnings": [dataclasses.asdict(w) for w in self.warnings],
+        }
+
+    def summary_lines(self) -> list[str]:
+        """A short human-readable summary (logged by :meth:`finish`)."""
+        if not self.training:
+            return ["gate monitor: no per-sample gate diagnostics were reported"]
+        lines = [f"gate monitor: {self.updates} steps, {self.epoch} epochs"]
+        for key, stats in sorted(self.training.items()):
+            s, last = stats.to_dict(), self.last_epoch.get(key, {})
+            lines.append(f"  {key}: mean {s['mean']:.3f} std {s['std']:.3f} [{s['min']:.3f}, {s['max']:.3f}]"
+                         f"; last epoch mean {last.get('mean', math.nan):.3f}")
+        lines.append(f"  warnings: {len(self.warnings)}" + "".join(
+            f"\n    epoch {w.epoch} step {w.step} {w.rule}: {w.message}" for w in self.warnings[-5:]))
+        return lines
+
+    def finish(self) -> dict[str, Any]:
+        """Write ``gate_statistics.json`` and ``gate_plots.png`` to ``out_dir``, log the summary, flush."""
+        if self._log_window or self._check_window or self._epoch_stats:
+            self.end_epoch()
+        statistics = self.statistics()
+        for line in self.summary_lines():
+            logger.info("%s", line)
+        if self.out_dir is not None:
+            write_json_atomic(self.out_dir / STATISTICS_FILE, statistics)
+            from crysfuse.plots import save_figure
+
+            save_figure(plot_trajectories(self), self.out_dir / PLOTS_FILE)
+        if self._writer is not None:
+            self._writer.flush()
+            if self._own_writer:
+                self._writer.close()
+                self._writer, self._own_writer = None, False
+        return statistics
+
+    # ------------------------------------------------------------------------------------ Lightning hooks
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.active = trainer.is_global_zero
+        if self.active and self._writer is None:
+            experiment = getattr(trainer.logger, "experiment", None)
+            if hasattr(experiment, "add_histogram") and hasattr(experiment, "add_scalar"):
+                self._writer = experiment
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self._batch_step = int(trainer.global_step)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self.active and isinstance(outputs, Mapping) and isinstance(outputs.get("diagnostics"), Mapping):
+            self.update(outputs["diagnostics"], self._batch_step)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.active and not trainer.sanity_checking:
+            self.end_epoch(trainer.current_epoch)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.active:
+            self.finish()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if self.active:
+            try:
+                self.finish()
+            except Exception:  # noqa: BLE001 - never hide the training error behind a reporting error
+                logger.exception("gate monitor could not write its report")
+
+
+def threshold_lines(key: str, config: MonitorConfig) -> list[tuple[float, str]]:
+    """The rule thresholds drawn on a gate's trajectory: ``(value, label)``."""
+    kind = gate_kind(key)
+    lines = {"effective": [(config.effective_low, "suppression")],
+             "quality": [(config.quality_low, "low quality")],
+             "gate": [(config.gate_low, "gate low"), (config.gate_high, "gate high")],
+             "saturation": [(config.saturation_fraction, "saturated")]}.get(kind, [])
+    if kind not in ("saturation", "entropy"):
+        lines += [(config.saturation_low, "saturation band"), (config.saturation_high, "")]
+    return lines
+
+
+def plot_trajectories(monitor: GateMonitor) -> Any:
+    """One panel per gate (mean, ±std band, min–max range, threshold lines, warnings), plus the scalars."""
+    import matplotlib.pyplot as plt
+
+    keys = sorted(monitor.history)
+    panels = len(keys) + (1 if monitor.scalar_history else 0)
+    figure, axes = plt.subplots(max(panels, 1), 1, figsize=(7, 2.6 * max(panels, 1)), squeeze=False)
+    axes = axes[:, 0]
+    if not panels:
+        axes[0].text(0.5, 0.5, "no per-sample gate diagnostics reported", ha="center", va="center")
+        axes[0].set_axis_off()
+        return figure
+    for axis, key in zip(axes, keys):
+        h = {name: np.asarray(v, dtype=float) for name, v in monitor.history[key].items()}
+        axis.fill_between(h["step"], h["min"], h["max"], color="tab:blue", alpha=0.12, label="min–max")
+        axis.fill_between(h["step"], h["mean"] - h["std"], h["mean"] + h["std"], color="tab:blue", alpha=0.25,
+                          label="±std")
+        axis.plot(h["step"], h["mean"], color="tab:blue", marker="." if len(h["step"]) < 50 else None,
+                  label="mean")
+        for value, label in threshold_lines(key, monitor.config):
+            style = ":" if label in ("saturation band", "") else "--"
+            color = "grey" if style == ":" else "tab:red"
+            axis.axhline(value, color=color, linestyle=style, linewidth=1, label=label or None)
+        steps = sorted({w.step for w in monitor.warnings if w.gate == key})
+        for i, step in enumerate(steps):
+            axis.axvline(step, color="tab:orange", alpha=0.5, linewidth=1, label="warning" if i == 0 else None)
+        axis.set_title(f"{key} ({gate_kind(key)})", fontsize=9)
+        axis.set_ylabel(key)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=6, loc="upper right", ncol=3)
+    if monitor.scalar_history:
+        axis = axes[len(keys)]
+        for name, h in sorted(monitor.scalar_history.items()):
+            axis.plot(h["step"], h["value"], label=name)
+        axis.set_title("scalar diagnostics", fontsize=9)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=6)
+    axes[panels - 1].set_xlabel("training step")
+    figure.tight_layout()
+    return figure
