@@ -324,6 +324,23 @@ class GateMonitor(L.Callback):
                 self._writer, self._own_writer = None, False
         return statistics
 
+    def state_dict(self) -> dict[str, Any]:
+        """Plain containers only (saved in resume checkpoints, loadable with ``weights_only=True``); taken
+        at an epoch boundary, when no window is pending."""
+        return {"epoch": self.epoch, "step": self.step, "updates": self.updates,
+                "training": {k: vars(v).copy() for k, v in self.training.items()},
+                "last_epoch": self.last_epoch, "history": self.history, "scalar_history": self.scalar_history,
+                "warnings": [dataclasses.asdict(w) for w in self.warnings], "previous_mean": self._previous_mean}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.epoch, self.step, self.updates = state_dict["epoch"], state_dict["step"], state_dict["updates"]
+        self.training = {k: _Stats() for k in state_dict["training"]}
+        for key, stats in self.training.items():
+            vars(stats).update(state_dict["training"][key])
+        self.last_epoch, self.history = state_dict["last_epoch"], state_dict["history"]
+        self.scalar_history, self._previous_mean = state_dict["scalar_history"], state_dict["previous_mean"]
+        self.warnings = [GateWarning(**w) for w in state_dict["warnings"]]
+
     # ------------------------------------------------------------------------------------ Lightning hooks
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.active = trainer.is_global_zero

@@ -96,6 +96,7 @@ def test_a_second_writer_is_refused(tmp_path, mp36k_slice, cache_dir, caplog):
 
 
 def test_finished_run_is_skipped_and_a_different_config_refused(train_tiny, caplog):
+    caplog.set_level("INFO")
     run_dir = train_tiny("graph_only")
     summary_before = (run_dir / "summary.json").read_text()
     again = ["train", "--config", str(run_dir / "config.json")]

@@ -407,7 +407,11 @@ def _load_crysmmnet(folder: Path, target: str | None, *, limit: int | None, requ
 
 def read_structure_file(path: Path) -> Structure:
     """A structure file (CIF, POSCAR, ...) that must hold at least one atom."""
-    structure = Structure.from_file(path)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # pymatgen's note on the CIF 'primitive' default
+        structure = Structure.from_file(path)
     if len(structure) == 0:
         raise ValueError("the file holds no atoms")
     return structure

@@ -24,6 +24,7 @@ from crysfuse.data.sources import Rejection, load_records
 from crysfuse.data.splits import Split, seeded_split, split_from_file
 from crysfuse.io import write_csv_atomic, write_json_atomic
 from crysfuse.models.crysfuse import CrysFuseModel, model_uses_text
+from crysfuse.monitor import GateMonitor
 from crysfuse.predict import predict_items, regression_metrics, write_predictions_csv
 from crysfuse.train.augment import TextCorruptionDataset, corrupted_alternatives
 from crysfuse.train.callbacks import BestWeights, MetricsJsonl
@@ -200,6 +201,9 @@ def _train_in_run_dir(config: Config, run_dir: Path, *, checkpoint: Path | None,
                                    ResumeCheckpoint(run_dir, clock_start=started)]
     if config.train.patience is not None:
         callbacks.append(EarlyStopping(monitor="val_mae", mode="min", patience=config.train.patience))
+    if config.monitor.enabled:
+        # gate/<key>_* tags in the run's TensorBoard events; gate_statistics.json + gate_plots.png at fit end.
+        callbacks.append(GateMonitor(run_dir / "tensorboard", config=config.monitor, out_dir=run_dir))
     trainer = L.Trainer(
         max_epochs=config.train.epochs,
         accelerator=config.train.accelerator,
