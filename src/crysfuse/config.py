@@ -130,7 +130,8 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     accelerator: str = "auto"
-    devices: str = "auto"
+    devices: int | str = "auto"
+    """Devices per node: a count, "auto", or a list spec such as "0,1"."""
     strategy: str = "auto"
     num_nodes: int = 1
     precision: str = "32-true"

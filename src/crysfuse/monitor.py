@@ -6,12 +6,8 @@ from the samples, so they are skipped); any other 0-dim value (``warmup_factor``
 is a scalar that is logged as is. Which rules watch a gate depends only on the last ``_``-separated part of
 its key (see :func:`gate_kind`), never on the fusion variant.
 
-Used as a Lightning callback (``crysfuse train`` attaches one by default) or on its own::
-
-    monitor = GateMonitor("runs/x/tensorboard", out_dir="runs/x")
-    monitor.update(diagnostics, step)      # every training step
-    monitor.end_epoch()                    # histograms, last-epoch statistics
-    monitor.finish()                       # gate_statistics.json, gate_plots.png, summary in the log
+A Lightning callback (``crysfuse train`` attaches one) or standalone: ``GateMonitor(log_dir)`` then
+``update(diagnostics, step)`` every step, ``end_epoch()`` per epoch and ``finish()`` (writes the report).
 """
 
 from __future__ import annotations
@@ -19,9 +15,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -34,13 +31,11 @@ logger = logging.getLogger(__name__)
 STATISTICS_FILE = "gate_statistics.json"
 PLOTS_FILE = "gate_plots.png"
 SUMMARY_SUFFIXES = ("_mean", "_std", "_min", "_max")
-RULES = ("suppression", "low_quality", "gate_range", "saturation", "collapse", "jump", "non_finite")
 
 
 def gate_kind(key: str) -> str:
     """The rule family of a gate key: its last ``_``-separated part (``effective``, ``quality``, ``gate``,
-    ``saturation``, ``entropy``, ...); ``middle2_gate`` is a ``gate``, ``middle2_gate_saturation`` a
-    ``saturation``."""
+    ``saturation``, ``entropy``, ...): ``middle2_gate`` is a ``gate``, ``middle2_gate_saturation`` not."""
     return key.rsplit("_", 1)[-1]
 
 
@@ -54,10 +49,8 @@ def split_diagnostics(diagnostics: Mapping[str, Any]) -> tuple[dict[str, np.ndar
             gates[key] = array
         elif array.ndim == 0:
             scalars[key] = float(array)
-    for key in list(scalars):
-        if any(key == gate + suffix for gate in gates for suffix in SUMMARY_SUFFIXES):
-            del scalars[key]
-    return gates, scalars
+    summaries = {gate + suffix for gate in gates for suffix in SUMMARY_SUFFIXES}
+    return gates, {key: value for key, value in scalars.items() if key not in summaries}
 
 
 def summarize(values: np.ndarray) -> dict[str, float]:
@@ -71,11 +64,8 @@ def summarize(values: np.ndarray) -> dict[str, float]:
 
 def check_gate(key: str, values: np.ndarray, config: MonitorConfig,
                previous_mean: float | None = None) -> list[tuple[str, float, float, str]]:
-    """Apply the anomaly rules to one gate's per-sample ``values``.
-
-    Returns:
-        ``(rule, value, threshold, message)`` for every rule that fires.
-    """
+    """Apply the anomaly rules to one gate's per-sample ``values``; returns ``(rule, value, threshold,
+    message)`` for every rule that fires (``jump`` only when ``previous_mean`` is given)."""
     fired: list[tuple[str, float, float, str]] = []
     finite = values[np.isfinite(values)]
     if finite.size < values.size:
@@ -90,22 +80,20 @@ def check_gate(key: str, values: np.ndarray, config: MonitorConfig,
     if kind == "quality" and mean < config.quality_low:
         fired.append(("low_quality", mean, config.quality_low,
                       f"{key} mean {mean:.3f} < {config.quality_low}: the text is judged useless"))
-    if kind == "gate" and mean < config.gate_low:
-        fired.append(("gate_range", mean, config.gate_low,
-                      f"{key} mean {mean:.3f} < {config.gate_low}: the text is hardly used"))
-    if kind == "gate" and mean > config.gate_high:
-        fired.append(("gate_range", mean, config.gate_high,
-                      f"{key} mean {mean:.3f} > {config.gate_high}: over-reliance on the text"))
-    if kind == "saturation":
-        if mean > config.saturation_fraction:
-            fired.append(("saturation", mean, config.saturation_fraction,
-                          f"{key} mean {mean:.3f} > {config.saturation_fraction}: the gate is saturated"))
-    elif kind != "entropy":
+    if kind == "gate" and not config.gate_low <= mean <= config.gate_high:
+        low = mean < config.gate_low
+        fired.append(("gate_range", mean, config.gate_low if low else config.gate_high,
+                      f"{key} mean {mean:.3f} outside [{config.gate_low}, {config.gate_high}]: "
+                      + ("the text is hardly used" if low else "over-reliance on the text")))
+    if kind == "saturation" and mean > config.saturation_fraction:
+        fired.append(("saturation", mean, config.saturation_fraction,
+                      f"{key} mean {mean:.3f} > {config.saturation_fraction}: the gate is saturated"))
+    elif kind not in ("saturation", "entropy"):
         saturated = float(np.mean((finite < config.saturation_low) | (finite > config.saturation_high)))
         if saturated > config.saturation_fraction:
             fired.append(("saturation", saturated, config.saturation_fraction,
-                          f"{key}: {saturated:.1%} of samples below {config.saturation_low} or above "
-                          f"{config.saturation_high}"))
+                          f"{key}: {saturated:.1%} of samples outside [{config.saturation_low}, "
+                          + f"{config.saturation_high}]"))
     if kind != "saturation" and finite.size >= 2 and float(finite.std()) < config.collapse_std:
         std = float(finite.std())
         fired.append(("collapse", std, config.collapse_std,
@@ -119,8 +107,7 @@ def check_gate(key: str, values: np.ndarray, config: MonitorConfig,
 
 @dataclass
 class GateWarning:
-    """A rule that fired: where (epoch, first step), on which gate, with what value and threshold; ``repeats``
-    counts later firings of the same rule on the same gate within the epoch."""
+    """A rule that fired (first step in its epoch); ``repeats``: later firings on that gate in that epoch."""
 
     epoch: int
     step: int
@@ -141,8 +128,7 @@ class _Stats:
     def add(self, values: np.ndarray) -> None:
         finite = values[np.isfinite(values)]
         if finite.size:
-            self.count += int(finite.size)
-            self.total += float(finite.sum())
+            self.count, self.total = self.count + int(finite.size), self.total + float(finite.sum())
             self.total_sq += float(np.square(finite).sum())
             self.min, self.max = min(self.min, float(finite.min())), max(self.max, float(finite.max()))
 
@@ -171,23 +157,19 @@ class GateMonitor(L.Callback):
         self.out_dir = Path(out_dir) if out_dir is not None else self.log_dir
         self.config = config or MonitorConfig()
         self._writer, self._own_writer = writer, False
-        self.active = True
+        self.active, self._batch_step = True, 0
         self.epoch, self.step, self.updates = 0, -1, 0
         self.training: dict[str, _Stats] = {}
         self.last_epoch: dict[str, dict[str, float]] = {}
         self.history: dict[str, dict[str, list[float]]] = {}
         self.scalar_history: dict[str, dict[str, list[float]]] = {}
         self.warnings: list[GateWarning] = []
-        self._epoch_stats: dict[str, _Stats] = {}
-        self._epoch_values: dict[str, list[np.ndarray]] = {}
-        self._log_window: dict[str, list[np.ndarray]] = {}
-        self._check_window: dict[str, list[np.ndarray]] = {}
+        # Samples not yet summarised, by gate: this epoch's, since the last log point, since the last check.
+        self._epoch_values, self._log_window, self._check_window = {}, {}, {}  # type: ignore[var-annotated]
         self._steps_since_log = self._steps_since_check = 0
         self._previous_mean: dict[str, float] = {}
         self._open: dict[tuple[str, str], GateWarning] = {}
-        self._batch_step = 0
 
-    # ----------------------------------------------------------------------------------------- standalone
     @property
     def writer(self) -> Any:
         """The TensorBoard writer (created in ``log_dir`` on first use when none was given)."""
@@ -203,8 +185,7 @@ class GateMonitor(L.Callback):
         self.step, self.updates = int(step), self.updates + 1
         for key, values in gates.items():
             self.training.setdefault(key, _Stats()).add(values)
-            self._epoch_stats.setdefault(key, _Stats()).add(values)
-            for store in (self._epoch_values, self._log_window, self._check_window):
+            for store in (self._epoch_values, self._log_window, self._check_window):  # pending samples
                 store.setdefault(key, []).append(values)
         for name, value in scalars.items():
             history = self.scalar_history.setdefault(name, {"step": [], "value": []})
@@ -259,17 +240,15 @@ class GateMonitor(L.Callback):
             self._log_point()
         if self._check_window:
             self.check()
-        if self.writer is not None:
-            for key, arrays in self._epoch_values.items():
-                values = np.concatenate(arrays)
-                values = values[np.isfinite(values)]
-                if values.size:
-                    self.writer.add_histogram(f"gate/{key}", values, max(self.step, 0))
-        if self._epoch_stats:
-            self.last_epoch = {key: stats.to_dict() for key, stats in self._epoch_stats.items()}
+        epoch_values = {key: np.concatenate(arrays) for key, arrays in self._epoch_values.items()}
+        for key, values in epoch_values.items():
+            if self.writer is not None and np.isfinite(values).any():
+                self.writer.add_histogram(f"gate/{key}", values[np.isfinite(values)], max(self.step, 0))
+        if epoch_values:
+            self.last_epoch = {key: summarize(values) for key, values in epoch_values.items()}
             logger.debug("gate monitor epoch %d: %s", self.epoch, ", ".join(
                 f"{k} {v['mean']:.3f}±{v['std']:.3f}" for k, v in sorted(self.last_epoch.items())))
-        self._epoch_stats, self._epoch_values, self._open = {}, {}, {}
+        self._epoch_values, self._open = {}, {}
         self.epoch = (epoch if epoch is not None else self.epoch) + 1
 
     def statistics(self) -> dict[str, Any]:
@@ -278,19 +257,15 @@ class GateMonitor(L.Callback):
         for warning in self.warnings:
             by_rule[warning.rule] = by_rule.get(warning.rule, 0) + 1 + warning.repeats
         return {
-            "total_steps": self.updates,
-            "last_step": self.step,
-            "epochs": self.epoch,
+            "total_steps": self.updates, "last_step": self.step, "epochs": self.epoch,
             "thresholds": dataclasses.asdict(self.config),
             "gates": {key: {"kind": gate_kind(key), "training": stats.to_dict(),
                             "last_epoch": self.last_epoch.get(key, summarize(np.zeros(0)))}
                       for key, stats in sorted(self.training.items())},
             "scalars": {name: {"last": h["value"][-1], "min": min(h["value"]), "max": max(h["value"])}
                         for name, h in sorted(self.scalar_history.items())},
-            "warnings_count": len(self.warnings),
-            "warnings_by_rule": by_rule,
-            "warnings": [dataclasses.asdict(w) for w in self.warnings],
-        }
+            "warnings_count": len(self.warnings), "warnings_by_rule": by_rule,
+            "warnings": [dataclasses.asdict(w) for w in self.warnings]}
 
     def summary_lines(self) -> list[str]:
         """A short human-readable summary (logged by :meth:`finish`)."""
@@ -307,7 +282,7 @@ class GateMonitor(L.Callback):
 
     def finish(self) -> dict[str, Any]:
         """Write ``gate_statistics.json`` and ``gate_plots.png`` to ``out_dir``, log the summary, flush."""
-        if self._log_window or self._check_window or self._epoch_stats:
+        if self._log_window or self._check_window or self._epoch_values:
             self.end_epoch()
         statistics = self.statistics()
         for line in self.summary_lines():
@@ -325,8 +300,7 @@ class GateMonitor(L.Callback):
         return statistics
 
     def state_dict(self) -> dict[str, Any]:
-        """Plain containers only (saved in resume checkpoints, loadable with ``weights_only=True``); taken
-        at an epoch boundary, when no window is pending."""
+        """Plain containers only (resume checkpoints load with ``weights_only=True``), taken between epochs."""
         return {"epoch": self.epoch, "step": self.step, "updates": self.updates,
                 "training": {k: vars(v).copy() for k, v in self.training.items()},
                 "last_epoch": self.last_epoch, "history": self.history, "scalar_history": self.scalar_history,
@@ -341,7 +315,6 @@ class GateMonitor(L.Callback):
         self.scalar_history, self._previous_mean = state_dict["scalar_history"], state_dict["previous_mean"]
         self.warnings = [GateWarning(**w) for w in state_dict["warnings"]]
 
-    # ------------------------------------------------------------------------------------ Lightning hooks
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.active = trainer.is_global_zero
         if self.active and self._writer is None:
@@ -367,23 +340,22 @@ class GateMonitor(L.Callback):
             self.finish()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if self.active:
-            try:
-                self.finish()
-            except Exception:  # noqa: BLE001 - never hide the training error behind a reporting error
-                logger.exception("gate monitor could not write its report")
+        if not self.active:
+            return
+        try:  # an interrupted run still gets its report; never hide the training error behind a reporting one
+            self.finish()
+        except Exception:
+            logger.exception("gate monitor could not write its report")
 
 
 def threshold_lines(key: str, config: MonitorConfig) -> list[tuple[float, str]]:
-    """The rule thresholds drawn on a gate's trajectory: ``(value, label)``."""
+    """The rule thresholds drawn on a gate's trajectory: ``(value, label)``; ``saturation`` labels the band."""
     kind = gate_kind(key)
-    lines = {"effective": [(config.effective_low, "suppression")],
-             "quality": [(config.quality_low, "low quality")],
-             "gate": [(config.gate_low, "gate low"), (config.gate_high, "gate high")],
-             "saturation": [(config.saturation_fraction, "saturated")]}.get(kind, [])
-    if kind not in ("saturation", "entropy"):
-        lines += [(config.saturation_low, "saturation band"), (config.saturation_high, "")]
-    return lines
+    band = [] if kind in ("saturation", "entropy") else [(config.saturation_low, "saturation"),
+                                                            (config.saturation_high, "")]
+    return {"effective": [(config.effective_low, "suppression")], "quality": [(config.quality_low, "low quality")],
+            "gate": [(config.gate_low, "gate low"), (config.gate_high, "gate high")],
+            "saturation": [(config.saturation_fraction, "saturated")]}.get(kind, []) + band
 
 
 def plot_trajectories(monitor: GateMonitor) -> Any:
@@ -406,16 +378,15 @@ def plot_trajectories(monitor: GateMonitor) -> Any:
         axis.plot(h["step"], h["mean"], color="tab:blue", marker="." if len(h["step"]) < 50 else None,
                   label="mean")
         for value, label in threshold_lines(key, monitor.config):
-            style = ":" if label in ("saturation band", "") else "--"
-            color = "grey" if style == ":" else "tab:red"
-            axis.axhline(value, color=color, linestyle=style, linewidth=1, label=label or None)
+            band = label in ("saturation", "")
+            axis.axhline(value, color="grey" if band else "tab:red", linestyle=":" if band else "--",
+                         linewidth=1, label=label or None)
         steps = sorted({w.step for w in monitor.warnings if w.gate == key})
         for i, step in enumerate(steps):
             axis.axvline(step, color="tab:orange", alpha=0.5, linewidth=1, label="warning" if i == 0 else None)
-        axis.set_title(f"{key} ({gate_kind(key)})", fontsize=9)
-        axis.set_ylabel(key)
+        axis.set_title(key if gate_kind(key) == key else f"{key} (rules: {gate_kind(key)})", fontsize=9)
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=6, loc="upper right", ncol=3)
+        axis.legend(fontsize=6, loc="best", ncol=3)
     if monitor.scalar_history:
         axis = axes[len(keys)]
         for name, h in sorted(monitor.scalar_history.items()):

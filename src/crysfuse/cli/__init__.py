@@ -8,10 +8,11 @@ import sys
 from typing import Sequence
 
 from crysfuse import __version__
-from crysfuse.cli import demo, models, predict, robustness, train
+from crysfuse.cli import data, demo, diagnose, models, predict, robustness, train
 
 COMMANDS = {
-    "train": train, "predict": predict, "models": models, "robustness": robustness, "demo": demo,
+    "train": train, "predict": predict, "models": models, "robustness": robustness, "demo": demo, "data": data,
+    "diagnose": diagnose,
 }
 
 

@@ -13,7 +13,12 @@ text, and cached texts and text embeddings stay valid across runs and worker pro
 jarvis elsewhere (e.g. a precomputed ``desc_jarvis`` file) differ from ours at most in that order; pass them
 through :func:`canonicalize_wyckoff` to compare.
 
-Nothing heavy is imported at module import time: jarvis-tools loads on first use.
+The optional ``robocrys`` describers (``pip install 'crysfuse[describe]'``) write robocrystallographer's
+longer, bonding-centred text, as in CrysMMNet: ``robocrys`` with mineral matching (≈ 6 s per structure here)
+and ``robocrys_fast`` without it (≈ 1 s). They run in worker processes with a per-structure timeout by
+default; every failure (timeout included) is recorded, and their text is cleaned with :func:`clean_text`.
+
+Nothing heavy is imported at module import time: jarvis-tools and robocrys load on first use.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ import json
 import logging
 import os
 import re
+import signal
+import threading
 import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -40,7 +47,10 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "DESCRIBERS",
     "DescriberError",
+    "DescriberTimeout",
     "JarvisDescriber",
+    "RobocrysDescriber",
+    "RobocrysFastDescriber",
     "canonicalize_wyckoff",
     "clean_text",
     "describe_many",
@@ -56,6 +66,10 @@ _PROGRESS_EVERY_S = 10.0
 
 class DescriberError(RuntimeError):
     """A structure could not be described (unsupported structure, or the backend raised)."""
+
+
+class DescriberTimeout(DescriberError):
+    """Describing one structure took longer than the per-structure timeout."""
 
 
 class Describer(Protocol):
@@ -139,6 +153,88 @@ class JarvisDescriber:
         if not isinstance(text, str) or not text.strip():
             raise DescriberError("jarvis describe returned an empty text")
         return canonicalize_wyckoff(text)
+
+
+@lru_cache(maxsize=1)
+def _robocrys_version() -> str:
+    try:
+        import robocrys
+
+        return str(getattr(robocrys, "__version__", "unknown"))
+    except ImportError:
+        return "missing"
+
+
+@DESCRIBERS.register("robocrys")
+class RobocrysDescriber:
+    """robocrystallographer text (CrysMMNet's describer), with mineral matching: ≈ 6 s per structure.
+
+    Optional extra: ``pip install 'crysfuse[describe]'`` (robocrys). Runs in worker processes with a
+    per-structure timeout when used through :func:`describe_many` (``default_workers`` / ``default_timeout``).
+    Oxidation states are not guessed (the CrysMMNet texts carry none). The text is passed through
+    :func:`clean_text` (numpy reprs such as ``np.int64(0)``, doubled words, whitespace).
+
+    Args:
+        mineral_matching: match the structure against robocrys' mineral prototypes ("Molybdenite-like").
+            About six times slower; ``robocrys_fast`` is this class with ``mineral_matching=False``.
+    """
+
+    name = "robocrys"
+    default_workers = max(1, min(4, (os.cpu_count() or 1)))
+    default_timeout: float | None = 120.0
+
+    def __init__(self, mineral_matching: bool = True) -> None:
+        self.mineral_matching = mineral_matching
+        self._condenser: Any = None
+        self._describer: Any = None
+
+    @property
+    def version(self) -> str:
+        return f"robocrys=={_robocrys_version()};mineral={int(self.mineral_matching)};fmt=1"
+
+    def _load(self) -> None:
+        if self._condenser is not None:
+            return
+        try:
+            from robocrys import StructureCondenser, StructureDescriber
+        except ImportError as exc:
+            raise DescriberError(
+                "the robocrys describer needs robocrystallographer: pip install 'crysfuse[describe]' "
+                "(or pip install robocrys)"
+            ) from exc
+        self._condenser = StructureCondenser(mineral_matcher=None if self.mineral_matching else False)
+        self._describer = StructureDescriber(describe_oxidation_states=False)
+
+    def describe(self, structure: Structure) -> str:
+        """Describe one ordered structure; raises :class:`DescriberError` on any failure."""
+        import warnings
+
+        self._load()
+        if not structure.is_ordered:
+            raise DescriberError("disordered structures (partial occupancies) cannot be described by robocrys")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                condensed = self._condenser.condense_structure(structure)
+                text = self._describer.describe(condensed)
+        except DescriberError:
+            raise
+        except Exception as exc:
+            raise DescriberError(f"robocrys failed: {type(exc).__name__}: {exc}") from exc
+        text = clean_text(text) if isinstance(text, str) else ""
+        if not text:
+            raise DescriberError("robocrys returned an empty text")
+        return text
+
+
+@DESCRIBERS.register("robocrys_fast")
+class RobocrysFastDescriber(RobocrysDescriber):
+    """robocrystallographer text without mineral matching: ≈ 1 s per structure."""
+
+    name = "robocrys_fast"
+
+    def __init__(self, mineral_matching: bool = False) -> None:
+        super().__init__(mineral_matching=mineral_matching)
 
 
 # --------------------------------------------------------------------------------------------- cleaning
@@ -226,16 +322,122 @@ def _write_cached(path: Path, text: str, meta: dict[str, str]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+_WORKER_DESCRIBERS: dict[str, Any] = {}
+
+
+def _worker_describer(describer_name: str) -> Any:
+    if describer_name not in _WORKER_DESCRIBERS:
+        _WORKER_DESCRIBERS[describer_name] = DESCRIBERS.get(describer_name)()
+    return _WORKER_DESCRIBERS[describer_name]
+
+
+def _warm_worker(describer_name: str) -> None:
+    """Pool initializer: build the describer once per worker process (imports, mineral database)."""
+    describer = _worker_describer(describer_name)
+    if hasattr(describer, "_load"):
+        try:
+            describer._load()
+        except Exception as exc:  # noqa: BLE001 - reported per structure by describe() instead
+            logger.debug("describer %s could not be prepared in a worker: %s", describer_name, exc)
+
+
+_ALARM_FIRED = [False]
+
+
+def _raise_timeout(signum: int, frame: Any) -> None:
+    _ALARM_FIRED[0] = True  # libraries may catch and re-wrap the exception; the flag still tells
+    raise DescriberTimeout("timed out")
+
+
+def _describe_with_alarm(describer: Any, structure: Structure, timeout: float | None) -> tuple[str | None, str | None]:
+    """(text, None) or (None, error); with ``timeout``, an alarm signal interrupts a slow structure.
+
+    The alarm works only in a main thread (always the case in a worker process); elsewhere no timeout applies.
+    """
+    use_alarm = timeout is not None and threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGALRM, _raise_timeout) if use_alarm else None
+    _ALARM_FIRED[0] = False
+    try:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, float(timeout))
+        text = describer.describe(structure)
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        return (None, f"timed out after {timeout:g} s") if _ALARM_FIRED[0] else (text, None)
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded, none is raised
+        if isinstance(exc, DescriberTimeout) or _ALARM_FIRED[0]:
+            return None, f"timed out after {timeout:g} s"
+        return None, str(exc) or type(exc).__name__
+    finally:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _describe_task(describer_name: str, structure: Structure, timeout: float | None) -> tuple[str | None, str | None]:
+    """Worker: describe one structure under the per-structure timeout."""
+    return _describe_with_alarm(_worker_describer(describer_name), structure, timeout)
+
+
 def _describe_chunk(describer_name: str, structures: list[Structure]) -> list[tuple[str | None, str | None]]:
     """Worker: (text, None) or (None, error message) for each structure."""
-    describer = DESCRIBERS.get(describer_name)()
-    out: list[tuple[str | None, str | None]] = []
-    for structure in structures:
+    describer = _worker_describer(describer_name)
+    return [_describe_with_alarm(describer, structure, None) for structure in structures]
+
+
+def _kill_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool whose worker is stuck (in C code the alarm cannot interrupt)."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    for process in processes:
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(timeout=5)
+
+
+_STARTUP_GRACE_S = 60.0
+"""Seconds allowed on top of the timeout for a task of a fresh pool (worker start-up, imports)."""
+
+
+def _run_with_timeouts(
+    describer_name: str, todo: list[int], structures: list[Structure], workers: int, timeout: float,
+    record: Any,
+) -> None:
+    """One task per structure, at most ``workers`` in flight. Each worker stops a slow structure with an
+    alarm after ``timeout`` s; as a backstop, a task not done ``timeout`` s (plus start-up grace) after it was
+    submitted is recorded as timed out and the pool is replaced (the other in-flight tasks are resubmitted)."""
+    queue = list(todo)
+    while queue:
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_warm_worker, initargs=(describer_name,))
+        pool_started = time.monotonic()
+        in_flight: dict[Future, tuple[int, float]] = {}
+        stuck = False
         try:
-            out.append((describer.describe(structure), None))
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded, none is raised
-            out.append((None, str(exc) or type(exc).__name__))
-    return out
+            while (queue or in_flight) and not stuck:
+                while queue and len(in_flight) < workers:
+                    i = queue.pop(0)
+                    in_flight[pool.submit(_describe_task, describer_name, structures[i], timeout)] = (i, time.monotonic())
+                done, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
+                for future in done:
+                    i, _ = in_flight.pop(future)
+                    try:
+                        text, error = future.result()
+                    except Exception as exc:  # noqa: BLE001 - e.g. a worker killed by the OOM killer
+                        text, error = None, f"worker failed: {type(exc).__name__}: {exc}"
+                    record(i, text, error)
+                now = time.monotonic()
+                for future, (i, submitted) in list(in_flight.items()):
+                    grace = 10.0 + (_STARTUP_GRACE_S if submitted - pool_started < _STARTUP_GRACE_S else 0.0)
+                    if now - submitted > timeout + grace:
+                        in_flight.pop(future)
+                        record(i, None, f"timed out after {timeout:g} s (worker stopped)")
+                        stuck = True
+        finally:
+            if stuck:
+                queue = [i for i, _ in in_flight.values()] + queue
+                _kill_pool(pool)
+            else:
+                pool.shutdown(wait=True)
 
 
 def describe_many(
@@ -244,8 +446,9 @@ def describe_many(
     *,
     cache_dir: Path | None = None,
     keys: list[str] | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     chunk_size: int = 32,
+    timeout: float | None = None,
 ) -> tuple[list[str | None], dict[int, str]]:
     """Describe many structures; failures are recorded, not raised.
 
@@ -256,14 +459,23 @@ def describe_many(
             ``None`` disables caching. Failures are not cached.
         keys: optional stable per-structure identities (e.g. ids of an immutable data set) used in the cache
             key instead of :func:`structure_fingerprint`; same length as ``structures``.
-        workers: processes to describe cache misses with (1 = in this process).
-        chunk_size: structures per task sent to a worker process.
+        workers: processes to describe cache misses with (1 = in this process); ``None``: the describer's
+            ``default_workers`` (jarvis: 1, robocrys: up to 4).
+        chunk_size: structures per task sent to a worker process (without a timeout).
+        timeout: seconds allowed per structure; a slower one is recorded as a failure. ``None``: the
+            describer's ``default_timeout`` (jarvis: none, robocrys: 120 s); ``0`` switches it off.
 
     Returns:
         ``(texts, errors)``: ``texts[i]`` is the description of ``structures[i]`` or ``None`` where it
         failed, and ``errors`` maps each failed index to its error message.
     """
     describer = DESCRIBERS.get(describer_name)()
+    if workers is None:
+        workers = int(getattr(describer, "default_workers", 1))
+    if timeout is None:
+        timeout = getattr(describer, "default_timeout", None)
+    if timeout is not None and timeout <= 0:
+        timeout = None
     n = len(structures)
     if keys is not None and len(keys) != n:
         raise ValueError(f"keys has {len(keys)} entries for {n} structures")
@@ -314,12 +526,11 @@ def describe_many(
                 (len(todo) - done) / max(rate, 1e-9),
             )
 
-    if workers <= 1 or len(todo) <= chunk_size:
+    if workers > 1 and timeout is not None and len(todo) > 1:
+        _run_with_timeouts(describer_name, todo, structures, workers, timeout, record)
+    elif workers <= 1 or len(todo) <= chunk_size:
         for i in todo:
-            try:
-                record(i, describer.describe(structures[i]), None)
-            except Exception as exc:  # noqa: BLE001 - every failure is recorded, none is raised
-                record(i, None, str(exc) or type(exc).__name__)
+            record(i, *_describe_with_alarm(describer, structures[i], timeout))
     else:
         chunks = [todo[k : k + chunk_size] for k in range(0, len(todo), chunk_size)]
         with ProcessPoolExecutor(max_workers=workers) as pool:

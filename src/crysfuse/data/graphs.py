@@ -239,12 +239,24 @@ def _neighbor_pairs(
     n, k = cart.shape[0], settings.max_neighbors
     max_len = float(np.linalg.norm(lattice, axis=1).max())
     cutoff = float(settings.cutoff)
-    for attempt in range(MAX_CUTOFF_EXTENSIONS):
-        search = cutoff + 10 * TIE_TOLERANCE
+    # Performance only: search a smaller radius first, sized for ~2k neighbours at the cell's mean density,
+    # and widen it (x1.5) until every atom has k neighbours inside it, then fall back to the jarvis cutoff
+    # rule. The graph only depends on every atom's k-th distance lying inside the searched radius (see
+    # docs/graphs.md, "Cutoff growth"), so the result is identical; a dense 8 Å search costs ~10x more.
+    radius = max(1.0, (3.0 * 2 * k * volume / (4.0 * math.pi * n)) ** (1.0 / 3.0) + 0.5)
+    attempt = 0
+    while True:
+        if radius < cutoff:
+            probe = radius
+        else:
+            if attempt >= MAX_CUTOFF_EXTENSIONS:
+                break
+            probe, attempt = cutoff, attempt + 1
+        search = probe + 10 * TIE_TOLERANCE
         expected_pairs = n * n * 4.0 / 3.0 * math.pi * search**3 / volume
         if expected_pairs > MAX_PAIRS_ESTIMATE:
             raise GraphBuildError(
-                f"neighbour search at cutoff {cutoff:.3g} Å would return ~{expected_pairs:.3g} pairs "
+                f"neighbour search at cutoff {probe:.3g} Å would return ~{expected_pairs:.3g} pairs "
                 f"({n} atoms, volume {volume:.4g} Å^3); refusing (too sparse a cell or too many atoms)"
             )
         nl = vesin.NeighborList(cutoff=search, full_list=True)
@@ -257,9 +269,12 @@ def _neighbor_pairs(
                 f"overlapping atoms: atom {int(i[p])} is {float(d[p]):.4f} Å from {what} "
                 f"(minimum allowed {MIN_INTERATOMIC_DISTANCE} Å)"
             )
-        counts = np.bincount(i[d <= cutoff], minlength=n)
+        counts = np.bincount(i[d <= probe], minlength=n)
         if counts.min() >= k:
             return i, j, shifts.astype(np.int64, copy=False), d
+        if radius < cutoff:
+            radius *= 1.5
+            continue
         new_cutoff = max_len if cutoff < max_len else 2.0 * cutoff
         logger.debug(
             "attempt %d: an atom has %d < %d neighbours within %.3f Å; extending cutoff to %.3f Å",
@@ -296,11 +311,14 @@ def build_crystal_graph(structure: Structure, settings: GraphSettings | None = N
         raise GraphBuildError("structure has no atoms")
     if n > settings.max_atoms:
         raise GraphBuildError(f"structure has {n} atoms, more than max_atoms={settings.max_atoms}")
-    if not structure.is_ordered:
+    try:  # one pass over the sites (``specie`` raises AttributeError on a disordered site)
+        atomic_numbers = np.array([site.specie.Z for site in structure], dtype=np.int64)
+    except AttributeError:
+        atomic_numbers = None
+    if atomic_numbers is None:
         raise GraphBuildError(
             "structure is disordered (partial occupancies); graphs need an ordered structure"
         )
-    atomic_numbers = np.array([site.specie.Z for site in structure], dtype=np.int64)
     check_elements(atomic_numbers)
     lattice = np.array(structure.lattice.matrix, dtype=np.float64)
     frac = np.array(structure.frac_coords, dtype=np.float64).reshape(n, 3)
@@ -327,8 +345,17 @@ def build_crystal_graph(structure: Structure, settings: GraphSettings | None = N
     swap = j < i
     a, b = np.where(swap, j, i), np.where(swap, i, j)
     s = np.where(swap[:, None], -shifts, shifts)
-    keys = np.unique(np.column_stack([a, b, s]), axis=0)
-    a, b, s = keys[:, 0], keys[:, 1], keys[:, 2:]
+    # np.unique over one int64 key per row (same lexicographic order as unique(axis=0), several times faster)
+    lo = s.min(axis=0) if s.size else np.zeros(3, dtype=np.int64)
+    span = (s.max(axis=0) - lo + 1) if s.size else np.ones(3, dtype=np.int64)
+    if float(n) * n * float(np.prod(span)) < 2.0**62:
+        key = ((a * n + b) * span[0] + (s[:, 0] - lo[0])) * span[1] + (s[:, 1] - lo[1])
+        key = key * span[2] + (s[:, 2] - lo[2])
+        _, first = np.unique(key, return_index=True)
+        a, b, s = a[first], b[first], s[first]
+    else:
+        keys = np.unique(np.column_stack([a, b, s]), axis=0)
+        a, b, s = keys[:, 0], keys[:, 1], keys[:, 2:]
     vec = (frac[b] + s - frac[a]) @ rounded
 
     # Both directions of every canonical edge (self-image edges thus appear twice per direction, as in jarvis).

@@ -91,7 +91,7 @@ def _download(dataset: str, url: str, json_name: str, folder: Path) -> None:
     logger.info("downloading jarvis:%s from %s into %s", dataset, url, folder)
     try:
         get_request_data(js_tag=json_name, url=url, store_dir=str(folder))
-    except Exception as err:  # noqa: BLE001 - network errors mid-download, a bad zip, ...
+    except Exception as err:
         partial = folder / f"{json_name}.zip"
         raise DataSourceError(
             f"downloading jarvis:{dataset} failed ({type(err).__name__}: {err}); delete '{partial}' if it is "

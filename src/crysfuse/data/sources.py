@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
 import logging
-import io
 import math
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from pymatgen.core import Structure
 
@@ -38,6 +39,9 @@ logger = logging.getLogger(__name__)
 STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar", ".POSCAR", "")
 CRYSMMNET_FILE = "description.csv"
 JARVIS_PREFIX = "jarvis:"
+MAX_NEIGHBOR_DISTANCE = 8.0
+"""Å. An atom with no other atom (periodic images included) this close is isolated: its graph edges would span
+empty space. The largest nearest-neighbour distance in mp36k is 5.65 Å; ALIGNN's cutoff is 8 Å."""
 
 
 class DataSourceError(ValueError):
@@ -135,10 +139,47 @@ def load_records(
 
 def _finish(result: LoadResult, source: str | Path) -> LoadResult:
     _reject_duplicates(result)
+    _reject_isolated_atoms(result)
     logger.info(
         "loaded %d records from %s (%d rejected)", len(result.records), source, len(result.rejections)
     )
     return result
+
+
+def isolated_atom(structure: Structure, max_distance: float = MAX_NEIGHBOR_DISTANCE) -> str | None:
+    """Why ``structure`` has an atom without any neighbour within ``max_distance`` Å, or ``None``.
+
+    Periodic images count as neighbours. Structures the check cannot handle (non-finite coordinates, a
+    singular cell) are left to the graph builder, which rejects them with its own reason.
+    """
+    import numpy as np
+    import vesin
+
+    try:
+        lattice = np.asarray(structure.lattice.matrix, dtype=np.float64)
+        cart = np.asarray(structure.cart_coords, dtype=np.float64).reshape(-1, 3)
+        if not (np.isfinite(lattice).all() and np.isfinite(cart).all()) or abs(np.linalg.det(lattice)) < 1e-3:
+            return None
+        (i,) = vesin.NeighborList(cutoff=max_distance, full_list=True).compute(cart, lattice, True, quantities="i")
+    except Exception:  # noqa: BLE001 - the graph builder reports such cells
+        return None
+    has_neighbor = np.bincount(np.asarray(i, dtype=np.int64), minlength=len(cart)) > 0
+    if has_neighbor.all():
+        return None
+    atom = int(np.argmin(has_neighbor))
+    return (f"atom {atom} ({structure[atom].species_string}) has no neighbour within {max_distance:g} Å "
+            f"({int((~has_neighbor).sum())} such atoms): isolated atoms make meaningless graphs")
+
+
+def _reject_isolated_atoms(result: LoadResult) -> None:
+    kept = []
+    for record in result.records:
+        reason = isolated_atom(record.structure)
+        if reason is not None:
+            result.reject(record.id, "structure", reason)
+        else:
+            kept.append(record)
+    result.records = kept
 
 
 def read_json_any(path: Path) -> Any:
@@ -213,7 +254,30 @@ def structure_from_jarvis_dict(atoms: dict[str, Any]) -> Structure:
     """jarvis-tools ``Atoms.to_dict()`` → pymatgen ``Structure`` (parsed by jarvis-tools, then converted)."""
     from jarvis.core.atoms import Atoms
 
-    return Atoms.from_dict(atoms).pymatgen_converter()
+    elements, coords = atoms.get("elements"), atoms.get("coords")
+    if isinstance(elements, list) and isinstance(coords, list) and len(elements) != len(coords):
+        raise ValueError(f"{len(elements)} elements for {len(coords)} coordinates")
+    return checked_structure(Atoms.from_dict(atoms).pymatgen_converter())
+
+
+def checked_structure(structure: Any) -> Structure:
+    """``structure`` if it is a usable pymatgen ``Structure``; else ``ValueError`` saying why.
+
+    Usable: at least one atom, only real elements (no dummy species such as ``Xx``), ordered (no partial
+    occupancies: graphs and describers need one element per site).
+    """
+    from pymatgen.core.periodic_table import Element
+
+    if not isinstance(structure, Structure):
+        raise ValueError(f"parsing gave a {type(structure).__name__}, not a structure")
+    if len(structure) == 0:
+        raise ValueError("structure has no atoms")
+    unknown = sorted({str(sp) for sp in structure.composition.elements if not isinstance(sp, Element)})
+    if unknown:
+        raise ValueError(f"unknown element(s) {unknown}")
+    if not structure.is_ordered:
+        raise ValueError("structure is disordered (partial occupancies); one element per site is needed")
+    return structure
 
 
 def _target_value(
@@ -410,11 +474,11 @@ def read_structure_file(path: Path) -> Structure:
     import warnings
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # pymatgen's note on the CIF 'primitive' default
+        # pymatgen's notes on the CIF 'primitive' default and on rounded coordinates; parse errors still raise
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", UserWarning)
         structure = Structure.from_file(path)
-    if len(structure) == 0:
-        raise ValueError("the file holds no atoms")
-    return structure
+    return checked_structure(structure)
 
 
 # ------------------------------------------------------------------------------------------- Python API
@@ -423,7 +487,7 @@ def read_structure_file(path: Path) -> Structure:
 def structure_from_value(value: Any) -> Structure:
     """Anything that describes one crystal → pymatgen ``Structure``.
 
-    Accepts a pymatgen ``Structure``, a jarvis-tools ``Atoms``, an ASE ``Atoms`` (periodic), a pymatgen
+    The result passes :func:`checked_structure`. Accepts a pymatgen ``Structure``, a jarvis-tools ``Atoms``, an ASE ``Atoms`` (periodic), a pymatgen
     ``Structure.as_dict()`` dict, a jarvis ``Atoms.to_dict()`` dict, or a string holding a CIF, a POSCAR or
     either dict as JSON.
 
@@ -436,7 +500,7 @@ def structure_from_value(value: Any) -> Structure:
         structure = value
     elif type(value).__module__.startswith("jarvis.") and hasattr(value, "pymatgen_converter"):
         structure = value.pymatgen_converter()
-    elif type(value).__module__.startswith("ase.") and hasattr(value, "get_cell"):
+    elif _is_ase_atoms(value):
         from pymatgen.io.ase import AseAtomsAdaptor
 
         if not all(value.get_pbc()):
@@ -467,9 +531,15 @@ def structure_from_value(value: Any) -> Structure:
         structure = Structure.from_str(text, fmt=fmt)
     else:
         raise ValueError(f"cannot make a structure from a {type(value).__name__}")
-    if len(structure) == 0:
-        raise ValueError("structure has no atoms")
-    return structure
+    return checked_structure(structure)
+
+
+def _is_ase_atoms(value: Any) -> bool:
+    try:
+        from ase import Atoms as AseAtoms
+    except ImportError:  # pragma: no cover - ase is a dependency
+        return False
+    return isinstance(value, AseAtoms)
 
 
 def records_from_structures(
@@ -557,7 +627,7 @@ def read_text_file(path: str | Path) -> dict[str, str]:
     path = Path(path)
     if not path.exists():
         raise DataSourceError(f"text file '{path}' does not exist")
-    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    name = path.name.removesuffix(".gz")
     opener = gzip.open if path.name.endswith(".gz") else open
     texts: dict[str, str] = {}
     try:

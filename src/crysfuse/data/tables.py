@@ -107,7 +107,7 @@ def _parquet_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]
         ) from err
     try:
         table = pq.read_table(path)
-    except Exception as err:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ...
+    except Exception as err:
         raise DataSourceError(f"'{path}' cannot be read as Parquet: {err}") from err
     return list(table.column_names), list(enumerate(table.to_pylist()))
 

@@ -203,7 +203,8 @@ def _train_in_run_dir(config: Config, run_dir: Path, *, checkpoint: Path | None,
         callbacks.append(EarlyStopping(monitor="val_mae", mode="min", patience=config.train.patience))
     if config.monitor.enabled:
         # gate/<key>_* tags in the run's TensorBoard events; gate_statistics.json + gate_plots.png at fit end.
-        callbacks.append(GateMonitor(run_dir / "tensorboard", config=config.monitor, out_dir=run_dir))
+        # First in the list, so each epoch is closed before a resume checkpoint saves the monitor's state.
+        callbacks.insert(0, GateMonitor(run_dir / "tensorboard", config=config.monitor, out_dir=run_dir))
     trainer = L.Trainer(
         max_epochs=config.train.epochs,
         accelerator=config.train.accelerator,

@@ -1,0 +1,64 @@
+"""Each benchmark runs in ``--quick`` mode and prints one JSON object with the expected keys.
+
+These are smoke tests so the scripts cannot rot; they never assert on timings.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+DATA = ROOT.parent / "shared" / "data" / "mp36k.json.gz"
+
+pytestmark = pytest.mark.skipif(not DATA.exists(), reason="mp36k.json.gz not available")
+
+
+def run_quick(name: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / name), "--quick", "--threads", "1"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert result["quick"] is True
+    assert {"benchmark", "environment", "setup"} <= set(result)
+    return result
+
+
+def test_graph_build_quick() -> None:
+    pytest.importorskip("alignn.torch_graph_builder")
+    r = run_quick("graph_build.py")
+    assert {"crysfuse", "pure_torch", "classic"} <= set(r["sides"])
+    assert {"speedup_vs_pure_torch", "speedup_vs_classic"} <= set(r["ratios"])
+    assert r["agreement"]["classic"]["missing_reference_edges"] == 0
+    assert 0.0 <= r["agreement"]["pure_torch"]["identical_fraction"] <= 1.0
+
+
+def test_train_step_quick() -> None:
+    pytest.importorskip("alignn.models.alignn_atomwise_pure")
+    r = run_quick("train_step.py")
+    assert {"graph_only", "simplified", "reference"} <= set(r["sides"])
+    for side in r["sides"].values():
+        assert side["train_structures_per_s"] > 0 and side["infer_structures_per_s"] > 0
+        assert side["peak_rss_mb"] > 0 and side["train_gflop_per_step"] > 0
+    assert {"train_speedup_graph_only_vs_reference", "infer_speedup_graph_only_vs_reference",
+            "peak_rss_graph_only_over_reference"} <= set(r["ratios"])
+    assert r["matmul_peak_gflops"]["model_shape"] > 0
+
+
+def test_text_overhead_quick() -> None:
+    r = run_quick("text_overhead.py")
+    assert {"graph_only", "fused_cached", "fused_reencode"} <= set(r["sides"])
+    assert {"fused_cached_over_graph_only", "reencode_over_cached"} <= set(r["ratios"])
+
+
+def test_preprocess_quick() -> None:
+    r = run_quick("preprocess.py")
+    assert {"graphs", "descriptions", "embeddings"} <= set(r["throughput_per_s"])
+    assert {"graphs", "descriptions", "embeddings"} <= set(r["cache_reload_per_s"])
