@@ -119,6 +119,11 @@ def paired_ratio(slow: list[float], fast: list[float]) -> float:
     return median([s / f for s, f in zip(slow, fast)])
 
 
+def best_ratio(slow: list[float], fast: list[float]) -> float:
+    """``min(slow) / min(fast)``: the ratio of the least-disturbed rounds (noise only ever adds time)."""
+    return min(slow) / min(fast) if slow and fast else float("nan")
+
+
 def reset_peak_rss() -> bool:
     """Reset the kernel's peak-RSS mark of this process (Linux ``clear_refs`` 5); False when unsupported."""
     try:

@@ -274,6 +274,8 @@ def main(argv: list[str] | None = None) -> dict:
                 continue
             ratios[f"train_speedup_{name}_vs_reference"] = C.paired_ratio(train["reference"], train[name])
             ratios[f"infer_speedup_{name}_vs_reference"] = C.paired_ratio(infer["reference"], infer[name])
+            ratios[f"train_speedup_{name}_vs_reference_best_rounds"] = C.best_ratio(train["reference"], train[name])
+            ratios[f"infer_speedup_{name}_vs_reference_best_rounds"] = C.best_ratio(infer["reference"], infer[name])
             ratios[f"peak_rss_{name}_over_reference"] = peaks[name] / peaks["reference"]
     if sides_text:
         ratios["train_simplified_over_graph_only"] = C.paired_ratio(train["simplified"], train["graph_only"])

@@ -25,9 +25,11 @@ class MetricsJsonl(L.Callback):
         self._started = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking:
             return
-        metrics = trainer.callback_metrics
+        metrics = trainer.callback_metrics  # every rank: reading it syncs the epoch metrics across processes
+        if not trainer.is_global_zero:
+            return
         record: dict[str, float | int] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
         for key in METRIC_KEYS:
             if key in metrics:

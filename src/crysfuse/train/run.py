@@ -94,6 +94,13 @@ def training_items(config: Config, ids: list[str], items: list, prepared: Prepar
     return TextCorruptionDataset(items, alternatives, settings.probability, config.train.seed)
 
 
+def lightning_strategy(name: str) -> str:
+    """Lightning strategy for ``train.strategy``. Plain ``ddp`` becomes ``ddp_find_unused_parameters_true``:
+    ALIGNN's last layers produce edge/triplet updates that never reach the loss (their BatchNorm parameters
+    are part of the reference parameter count), which plain DDP rejects."""
+    return "ddp_find_unused_parameters_true" if name == "ddp" else name
+
+
 def is_primary_process() -> bool:
     """True in the process that owns the run directory (global rank 0; every process when not distributed)."""
     return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0" and os.environ.get("NODE_RANK", "0") == "0"
@@ -209,7 +216,7 @@ def _train_in_run_dir(config: Config, run_dir: Path, *, checkpoint: Path | None,
         max_epochs=config.train.epochs,
         accelerator=config.train.accelerator,
         devices=config.train.devices,
-        strategy=config.train.strategy,
+        strategy=lightning_strategy(config.train.strategy),
         num_nodes=config.train.num_nodes,
         precision=config.train.precision,
         gradient_clip_val=config.train.gradient_clip or None,
