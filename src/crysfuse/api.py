@@ -1,13 +1,114 @@
-"""Python entry points shared by the CLI and notebooks (one implementation, two front doors)."""
+"""Python entry points for notebooks and scripts; the CLI calls the same functions (one implementation, two
+front doors).
+
+>>> import crysfuse                                    # doctest: +SKIP
+>>> model = crysfuse.load("runs/gap-simplified")       # doctest: +SKIP
+>>> result = model.predict([structure_a, "NaCl.cif"])  # doctest: +SKIP
+>>> result.prediction, result.gates["gate"]            # doctest: +SKIP
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Sequence
 
-from crysfuse.checkpoint import load_run
+import numpy as np
+
+from crysfuse.checkpoint import LoadedModel, load_run
+from crysfuse.config import Config
 from crysfuse.data.pipeline import prepare
-from crysfuse.data.sources import Rejection, load_records
+from crysfuse.data.sources import Rejection, load_records, records_from_structures
 from crysfuse.predict import Predictions, predict_items, write_predictions_csv
+
+
+@dataclass
+class PredictionResult:
+    """Predictions for the usable inputs, in input order.
+
+    Attributes:
+        ids: Input ids (given, or ``"0"``, ``"1"``, ... by position).
+        prediction: ``[M]`` predictions in the run's target units.
+        gates: Per-sample gate values by diagnostics key (e.g. ``gate``, ``effective``), each ``[M]``.
+        rejections: Inputs that could not be used, with the reason.
+    """
+
+    ids: list[str]
+    prediction: np.ndarray
+    gates: dict[str, np.ndarray] = field(default_factory=dict)
+    rejections: list[Rejection] = field(default_factory=list)
+
+    def to_dataframe(self) -> Any:
+        """A pandas DataFrame with columns ``id``, ``prediction`` and one per gate."""
+        import pandas as pd
+
+        return pd.DataFrame({"id": self.ids, "prediction": self.prediction, **self.gates})
+
+
+class Predictor:
+    """A trained run ready for inference: graphs, descriptions and embeddings are made with the run's own
+    settings (describer, encoder, graph cutoffs), exactly as ``crysfuse predict`` does."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+
+    @property
+    def config(self) -> Config:
+        return self.loaded.config
+
+    @property
+    def model(self) -> Any:
+        """The underlying :class:`~crysfuse.models.crysfuse.CrysFuseModel` (eval mode)."""
+        return self.loaded.model
+
+    def predict(
+        self,
+        structures: Sequence[Any],
+        texts: Sequence[str | None] | None = None,
+        *,
+        ids: Sequence[str] | None = None,
+        batch_size: int = 64,
+    ) -> PredictionResult:
+        """Predict for crystals given as pymatgen ``Structure``, jarvis ``Atoms``, ASE ``Atoms``, file paths,
+        CIF/POSCAR strings or structure dicts.
+
+        Args:
+            structures: The crystals.
+            texts: Their descriptions; ``None`` (or a ``None`` entry) describes the crystal on the fly with the
+                run's describer. Ignored by models that read no text.
+            ids: Names for the results (default: positions as strings).
+            batch_size: Inference batch size.
+        """
+        loaded = records_from_structures(structures, ids=ids, texts=texts, require_target=False)
+        return self._predict_records(loaded.records, loaded.rejections, batch_size)
+
+    def _predict_records(self, records: list, rejections: list[Rejection], batch_size: int) -> PredictionResult:
+        config = self.config.with_overrides(["data.text_file=null"])
+        prepared = prepare(records, config, uses_text=self.model.uses_text)
+        ids = [r.id for r in records if r.id in prepared.items]
+        predictions = predict_items(self.model, ids, [prepared.items[i] for i in ids], batch_size=batch_size)
+        return PredictionResult(ids=ids, prediction=predictions.prediction, gates=predictions.gates,
+                                rejections=rejections + prepared.rejections)
+
+
+def load(run_dir: str | Path, *, device: str = "cpu") -> Predictor:
+    """Load a finished run directory (safetensors weights + JSON config; nothing is unpickled)."""
+    return Predictor(load_run(run_dir, device=device))
+
+
+def train(config: Config | dict[str, Any] | str | Path, *, resume: bool | None = None) -> Any:
+    """Train as ``crysfuse train`` does; ``config`` is a :class:`Config`, a nested dict, or a YAML/JSON path.
+
+    Returns:
+        :class:`crysfuse.train.run.RunResult` with ``run_dir`` and ``summary``.
+    """
+    from crysfuse.train.run import train as run_training
+
+    if isinstance(config, (str, Path)):
+        config = Config.load(config)
+    elif isinstance(config, dict):
+        config = Config.from_dict(config)
+    return run_training(config, resume=resume)
 
 
 def predict_source(
@@ -18,10 +119,10 @@ def predict_source(
     text_file: str | None = None,
     batch_size: int = 64,
 ) -> tuple[Predictions, list[Rejection]]:
-    """Predict every usable record of ``data`` with the model of ``run_dir``.
+    """Predict every usable record of a data source with the model of ``run_dir`` (``crysfuse predict``).
 
-    Graphs, descriptions and embeddings are made with the run's own settings. The run's target column is
-    read when present (so errors can be computed) but is not required.
+    Texts come from the source itself, then ``text_file`` (default: the run's own ``data.text_file``), then
+    the run's describer. The run's target column is read when present but not required.
     """
     loaded = load_run(run_dir)
     config = loaded.config

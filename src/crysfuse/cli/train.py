@@ -52,7 +52,7 @@ def _yaml_literal(value: object) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crysfuse.train.run import train
+    from crysfuse.api import train
 
     config = config_from_args(args)
     if not config.data.path or not config.data.target:

@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -487,7 +488,8 @@ def read_structure_file(path: Path) -> Structure:
 def structure_from_value(value: Any) -> Structure:
     """Anything that describes one crystal → pymatgen ``Structure``.
 
-    The result passes :func:`checked_structure`. Accepts a pymatgen ``Structure``, a jarvis-tools ``Atoms``, an ASE ``Atoms`` (periodic), a pymatgen
+    The result passes :func:`checked_structure`. Accepts a path to a structure file (CIF, POSCAR, ...), a
+    pymatgen ``Structure``, a jarvis-tools ``Atoms``, an ASE ``Atoms`` (periodic), a pymatgen
     ``Structure.as_dict()`` dict, a jarvis ``Atoms.to_dict()`` dict, or a string holding a CIF, a POSCAR or
     either dict as JSON.
 
@@ -496,6 +498,8 @@ def structure_from_value(value: Any) -> Structure:
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         raise ValueError("no structure (empty cell)")
+    if isinstance(value, os.PathLike) or (isinstance(value, str) and "\n" not in value and Path(value).is_file()):
+        return read_structure_file(Path(value))
     if isinstance(value, Structure):
         structure = value
     elif type(value).__module__.startswith("jarvis.") and hasattr(value, "pymatgen_converter"):
