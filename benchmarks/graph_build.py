@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as C  # noqa: E402
+import _common as C
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,19 +45,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def classic_edges(atoms, nearest_neighbor_edges, build_undirected_edgedata):  # noqa: ANN001
+def classic_edges(atoms, nearest_neighbor_edges, build_undirected_edgedata):
     edges, _ = nearest_neighbor_edges(atoms=atoms, cutoff=8.0, max_neighbors=12, use_canonize=True)
     return build_undirected_edgedata(atoms, edges)
 
 
-def edge_multiset(src, dst, vec) -> Counter:  # noqa: ANN001
+def edge_multiset(src, dst, vec) -> Counter:
     import numpy as np
 
     r = np.round(np.asarray(vec, dtype=np.float64), 4) + 0.0
     return Counter(zip(np.asarray(src).tolist(), np.asarray(dst).tolist(), map(tuple, r.tolist())))
 
 
-def topk_profile(src, dst, vec, n: int, k: int, dedup: bool) -> list[tuple]:  # noqa: ANN001
+def topk_profile(src, dst, vec, n: int, k: int, dedup: bool) -> list[tuple]:
     """Per atom, its k smallest distinct-neighbour distances (rounded 1e-3 Å)."""
     import numpy as np
 
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
             else:
                 # extra edges only: do they tie (1e-4 Å) with a length the classic routine kept at that atom?
                 lengths = {}
-                for (s_, _d, vec), _c in b.items():
+                for s_, _d, vec in b:
                     lengths.setdefault(s_, []).append(np.linalg.norm(vec))
                 ok = all(any(abs(ell - np.linalg.norm(vec)) < 1e-4 for x in (s_, d_) for ell in lengths.get(x, []))
                          for (s_, d_, vec) in (a - b))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as C  # noqa: E402
+import _common as C
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,13 +46,13 @@ def main(argv: list[str] | None = None) -> dict:
     C.setup_threads(args.threads)
     import torch
     from torch_geometric.data import Batch
+    from train_step import make_crysfuse
 
     from crysfuse.data.dataset import FOLLOW_BATCH, make_crystal_data
     from crysfuse.data.graphs import build_crystal_graph
     from crysfuse.data.pipeline import with_text
     from crysfuse.data.sources import structure_from_jarvis_dict
     from crysfuse.text.encoder import EncoderSettings, TextEncoder
-    from train_step import make_crysfuse
 
     torch.manual_seed(args.seed)
     rows = C.load_mp36k(args.structures, seed=args.seed, max_atoms=args.max_atoms)
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
                   if name != "fused_reencode"}
     optimizers["fused_reencode"] = optimizers["fused_cached"]
 
-    def batch_for(name: str, chunk: list[int]):  # noqa: ANN202
+    def batch_for(name: str, chunk: list[int]):
         if name == "graph_only":
             items = [plain[i] for i in chunk]
         elif name == "fused_cached":
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
             items = [with_text(plain[i], enc) for i, enc in zip(chunk, fresh)]
         return Batch.from_data_list(items, follow_batch=FOLLOW_BATCH)
 
-    def side(name: str):  # noqa: ANN202
+    def side(name: str):
         model, opt = models[name], optimizers[name]
 
         def run() -> None:

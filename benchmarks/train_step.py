@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as C  # noqa: E402
+import _common as C
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -85,7 +85,7 @@ def make_reference(args: argparse.Namespace):
     return ALIGNNAtomWisePure(config)
 
 
-def reference_pair(graph, table):  # noqa: ANN001
+def reference_pair(graph, table):
     """crysfuse CrystalGraph → the reference's (g, lg) TorchGraph pair with the same edges and triplets."""
     from alignn.torch_graph_builder import TorchGraph
 
@@ -99,7 +99,7 @@ def reference_pair(graph, table):  # noqa: ANN001
 
 
 # ------------------------------------------------------------------------------------------------- FLOPs
-def count_flops(fn) -> int:  # noqa: ANN001
+def count_flops(fn) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
             out.append(make_crystal_data(graphs[i], tokens=tok, pooled=pooled, target=targets[i], index=i))
         return out
 
-    def collate(items_, chunk_positions):  # noqa: ANN001
+    def collate(items_, chunk_positions):
         return Batch.from_data_list([items_[p] for p in chunk_positions], follow_batch=FOLLOW_BATCH)
 
     positions = [[used.index(i) for i in c] for c in chunks]
@@ -191,12 +191,12 @@ def main(argv: list[str] | None = None) -> dict:
             g, lg = batch_torch_graph_pairs([reference_pair(graphs[i], table) for i in c])
             batches["reference"].append(((g, lg, None), torch.tensor([targets[i] for i in c])))
 
-    def predict(name: str, batch):  # noqa: ANN001
+    def predict(name: str, batch):
         if name == "reference":
             return models[name](batch[0])["out"].reshape(-1)
         return models[name].forward_normalized(batch).prediction
 
-    def target_of(name: str, batch):  # noqa: ANN001
+    def target_of(name: str, batch):
         return batch[1] if name == "reference" else batch.y
 
     optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-4) for name, m in models.items()}
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     peaks: dict[str, float] = {name: 0.0 for name in models}
 
-    def with_peak(name: str, fn):  # noqa: ANN001
+    def with_peak(name: str, fn):
         def run() -> None:
             C.reset_peak_rss()
             fn()
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name in models:
         model, batch = models[name], batches[name][0]
         model.train()
-        flops[name] = count_flops(lambda: torch.nn.functional.mse_loss(  # noqa: B023
+        flops[name] = count_flops(lambda: torch.nn.functional.mse_loss(
             predict(name, batch), target_of(name, batch)).backward())  # noqa: B023
         model.zero_grad(set_to_none=True)
 

@@ -9,7 +9,6 @@ flow, each with the numbers that triggered it. See ``docs/monitor.md``.
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import math
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from crysfuse.markup import escape_markdown as md
 from crysfuse.config import MonitorConfig
 from crysfuse.data.corruption import Corruption, corrupt_text
 from crysfuse.data.pipeline import with_text
@@ -240,13 +240,6 @@ def strict_json(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [strict_json(v) for v in value]
     return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
-def md(text: Any) -> str:
-    """Escape an untrusted string for Markdown text or a table cell: Markdown punctuation gets a backslash,
-    then ``&``, ``<``, ``>`` and quotes become HTML entities (so no tag or link survives)."""
-    escaped = "".join("\\" + ch if ch in "\\`*_[]|~!" else ch for ch in str(text))
-    return html.escape(escaped.replace("\n", " "), quote=True)
 
 
 def _num(value: Any) -> str:

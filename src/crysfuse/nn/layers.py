@@ -102,7 +102,7 @@ class _GatedAggregation(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, m, u, src, dst, num_nodes):  # noqa: ANN001, ANN205
+    def forward(ctx, m, u, src, dst, num_nodes):
         sigma = torch.sigmoid(m)
         messages = u.index_select(0, src).mul_(sigma)
         # index_add_ (row-wise) is several times faster on CPU than scatter with a broadcast index.
@@ -114,7 +114,7 @@ class _GatedAggregation(torch.autograd.Function):
         return h
 
     @staticmethod
-    def backward(ctx, grad_h):  # noqa: ANN001, ANN205
+    def backward(ctx, grad_h):
         sigma, u, src, dst, h, denominator = ctx.saved_tensors
         grad_num = grad_h / denominator  # d h / d sum_sigma_h
         grad_den = (grad_num * h).neg_()  # d h / d sum_sigma

@@ -1,0 +1,26 @@
+"""``crysfuse report``: a self-contained HTML page for a run or a comparison directory."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("report", help="one self-contained HTML page for a run or comparison")
+    parser.add_argument("directory", help="a run directory or a `crysfuse compare` output directory")
+    parser.add_argument("--out", required=True, help="HTML file to write")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from crysfuse.report import write_report
+
+    try:
+        path = write_report(args.directory, args.out)
+    except ValueError as err:
+        logging.getLogger("crysfuse").error("%s", err)
+        return 2
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,166 @@
+"""Comparison matrices: a base config × fusion variants × seeds (× named extra settings), each cell a normal
+run directory. Finished cells are skipped, so an interrupted matrix resumes; cells can run in parallel
+processes.
+
+Matrix file (YAML)::
+
+    base: cpu_small.yaml            # a config file (relative to the matrix file), or a mapping
+    set: ["data.limit=400"]         # overrides applied to the base (optional)
+    variants: [graph_only, simplified]
+    seeds: [0, 1, 2]
+    extra:                          # optional: name -> overrides; every variant runs with each
+      nomiddle: []
+      middle: ["fusion.middle_layers=[2]"]
+    robustness:                     # optional: evaluated after each cell is trained
+      strategies: [random_word]
+      modes: [delete, mask]
+      ratios: [0, 0.5, 1.0]
+      split: test
+    baseline: graph_only            # the label paired tests compare against (default graph_only)
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from crysfuse.config import Config, ConfigError
+from crysfuse.io import write_json_atomic
+from crysfuse.train.resume import read_status
+
+logger = logging.getLogger(__name__)
+
+MATRIX_KEYS = {"base", "set", "variants", "seeds", "extra", "robustness", "baseline"}
+ROBUSTNESS_DIR = "robustness"
+
+
+@dataclass
+class RobustnessPlan:
+    """Corruptions evaluated after training each cell."""
+
+    strategies: list[str] = field(default_factory=lambda: ["random_word"])
+    modes: list[str] = field(default_factory=lambda: ["delete", "mask"])
+    ratios: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0])
+    split: str = "test"
+
+
+@dataclass
+class Cell:
+    """One run of the matrix."""
+
+    label: str
+    seed: int
+    config: Config
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config.experiment.run_dir)
+
+
+@dataclass
+class Matrix:
+    cells: list[Cell]
+    robustness: RobustnessPlan | None
+    baseline: str
+
+
+def load_matrix(path: str | Path, out: str | Path) -> Matrix:
+    """Read a matrix file and expand it into cells whose run directories live under ``out/runs``."""
+    path = Path(path)
+    spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{path}: a matrix is a mapping with keys {sorted(MATRIX_KEYS)}")
+    unknown = set(spec) - MATRIX_KEYS
+    if unknown:
+        raise ConfigError(f"{path}: unknown matrix key(s) {sorted(unknown)}; known: {sorted(MATRIX_KEYS)}")
+    base = spec.get("base", {})
+    if isinstance(base, str):
+        base_config = Config.load((path.parent / base) if not Path(base).is_absolute() else Path(base))
+    else:
+        base_config = Config.from_dict(base)
+    base_config = base_config.with_overrides([str(s) for s in spec.get("set", [])])
+    variants = [str(v) for v in spec.get("variants") or [base_config.fusion.name]]
+    seeds = [int(s) for s in spec.get("seeds") or [base_config.train.seed]]
+    extra = spec.get("extra") or {"": []}
+    cells = []
+    for variant in variants:
+        for extra_name, overrides in extra.items():
+            label = f"{variant}+{extra_name}" if extra_name else variant
+            for seed in seeds:
+                run_dir = Path(out) / "runs" / label / f"seed{seed}"
+                config = base_config.with_overrides(
+                    [f"fusion.name={variant}", f"train.seed={seed}", f"experiment.run_dir='{run_dir}'",
+                     f"experiment.name='{label}'", *[str(o) for o in overrides]]
+                )
+                cells.append(Cell(label=label, seed=seed, config=config))
+    plan = RobustnessPlan(**spec["robustness"]) if spec.get("robustness") else None
+    baseline = str(spec.get("baseline", "graph_only"))
+    return Matrix(cells=cells, robustness=plan, baseline=baseline)
+
+
+def cell_finished(cell: Cell, plan: RobustnessPlan | None) -> bool:
+    """Trained (status ``finished``) and, when a robustness plan is given, evaluated."""
+    trained = read_status(cell.run_dir).get("state") == "finished" and (cell.run_dir / "summary.json").exists()
+    evaluated = plan is None or (cell.run_dir / ROBUSTNESS_DIR / "robustness.json").exists()
+    return trained and evaluated
+
+
+def _cell_commands(cell: Cell, plan: RobustnessPlan | None) -> list[list[str]]:
+    config_path = cell.run_dir.parent / f"{cell.run_dir.name}.config.json"
+    cell.run_dir.parent.mkdir(parents=True, exist_ok=True)
+    cell.config.save(config_path)
+    commands = [[sys.executable, "-m", "crysfuse", "train", "--config", str(config_path)]]
+    if plan is not None:
+        commands.append([
+            sys.executable, "-m", "crysfuse", "robustness", "--checkpoint", str(cell.run_dir),
+            "--strategies", ",".join(plan.strategies), "--modes", ",".join(plan.modes),
+            "--ratios", ",".join(str(r) for r in plan.ratios), "--split", plan.split,
+            "--out", str(cell.run_dir / ROBUSTNESS_DIR),
+        ])
+    return commands
+
+
+def _run_cell(cell: Cell, plan: RobustnessPlan | None) -> tuple[Cell, int]:
+    """Train (and evaluate) one cell in child processes; output goes to ``<run_dir>.log``."""
+    log_path = cell.run_dir.parent / f"{cell.run_dir.name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", encoding="utf-8") as log:
+        for command in _cell_commands(cell, plan):
+            code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT)
+            if code != 0:
+                return cell, code
+    return cell, 0
+
+
+def run_matrix(matrix: Matrix, *, jobs: int = 1) -> dict[str, Any]:
+    """Run every unfinished cell (``jobs`` at a time); returns counts of skipped, done and failed cells."""
+    todo = [c for c in matrix.cells if not cell_finished(c, matrix.robustness)]
+    skipped = len(matrix.cells) - len(todo)
+    logger.info("matrix: %d cells, %d already finished, %d to run (%d at a time)",
+                len(matrix.cells), skipped, len(todo), jobs)
+    failed = []
+    with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+        for cell, code in pool.map(lambda c: _run_cell(c, matrix.robustness), todo):
+            if code != 0:
+                failed.append(str(cell.run_dir))
+                logger.error("cell %s seed %d failed (exit %d); log: %s.log", cell.label, cell.seed, code,
+                             cell.run_dir)
+            else:
+                logger.info("cell %s seed %d finished", cell.label, cell.seed)
+    return {"cells": len(matrix.cells), "skipped": skipped, "ran": len(todo) - len(failed), "failed": failed}
+
+
+def record_matrix(out: Path, matrix: Matrix, outcome: dict[str, Any]) -> None:
+    """``matrix.json``: the expanded cells and what happened to them."""
+    write_json_atomic(out / "matrix.json", {
+        "baseline": matrix.baseline,
+        "cells": [{"label": c.label, "seed": c.seed, "run_dir": str(c.run_dir)} for c in matrix.cells],
+        "outcome": outcome,
+    })

@@ -1,0 +1,188 @@
+"""Summaries over run directories: mean ± std over seeds, paired tests against a baseline, ranked by
+validation MAE (the test split is reported, never used to choose)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crysfuse.io import write_csv_atomic, write_text_atomic
+
+BOOTSTRAP_SAMPLES = 2000
+
+
+@dataclass
+class RunInfo:
+    """What a comparison needs from one finished run directory."""
+
+    run_dir: Path
+    label: str
+    seed: int
+    summary: dict[str, Any]
+    test_errors: dict[str, float] = field(default_factory=dict)
+    """Absolute test error per record id."""
+    deleted_mae: float | None = None
+    """Test MAE with all text deleted (from ``robustness/robustness.json``, when present)."""
+    robustness: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_label(config: dict[str, Any]) -> str:
+    """``experiment.name`` when set, else the fusion key (``+middle`` when middle fusion is on)."""
+    name = config.get("experiment", {}).get("name")
+    if name:
+        return str(name)
+    fusion = config["fusion"]
+    return fusion["name"] + ("+middle" if fusion.get("middle_layers") else "")
+
+
+def read_run(run_dir: str | Path) -> RunInfo:
+    """Load the summary, per-sample test errors and robustness results of a finished run."""
+    run_dir = Path(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    errors = {}
+    with open(run_dir / "predictions_test.csv", newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            errors[row["id"]] = abs(float(row["prediction"]) - float(row["target"]))
+    info = RunInfo(run_dir=run_dir, label=run_label(config), seed=int(summary["seed"]), summary=summary,
+                   test_errors=errors)
+    robustness_file = run_dir / "robustness" / "robustness.json"
+    if robustness_file.exists():
+        info.robustness = json.loads(robustness_file.read_text(encoding="utf-8"))["rows"]
+        deleted = [r["mae"] for r in info.robustness if r["mode"] == "delete" and float(r["ratio"]) == 1.0]
+        info.deleted_mae = float(np.mean(deleted)) if deleted else None
+    return info
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    array = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if array.size == 0:
+        return math.nan, math.nan
+    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else 0.0
+
+
+def paired_test(runs: list[RunInfo], baseline: list[RunInfo], *, seed: int = 0) -> dict[str, Any]:
+    """Compare test MAE with the baseline, paired by seed and by test record.
+
+    Returns the mean difference over shared seeds with a paired t-test p-value (≥ 2 seeds), and a bootstrap
+    over test records of the per-record error difference (averaged over shared seeds): 95 % interval and
+    two-sided p-value. Negative differences mean better than the baseline.
+    """
+    by_seed = {r.seed: r for r in baseline}
+    pairs = [(r, by_seed[r.seed]) for r in runs if r.seed in by_seed]
+    result: dict[str, Any] = {"n_pairs": len(pairs)}
+    if not pairs:
+        return result
+    differences = [a.summary["test_mae"] - b.summary["test_mae"] for a, b in pairs]
+    result["delta_test_mae"] = float(np.mean(differences))
+    if len(pairs) >= 2:
+        from scipy.stats import ttest_rel
+
+        statistic = ttest_rel([a.summary["test_mae"] for a, _ in pairs], [b.summary["test_mae"] for _, b in pairs])
+        result["p_seeds"] = float(statistic.pvalue) if math.isfinite(statistic.pvalue) else None
+    ids = sorted(set.intersection(*(set(a.test_errors) & set(b.test_errors) for a, b in pairs)))
+    if ids:
+        per_record = np.mean([[a.test_errors[i] - b.test_errors[i] for i in ids] for a, b in pairs], axis=0)
+        rng = np.random.default_rng(seed)
+        draws = per_record[rng.integers(0, len(ids), size=(BOOTSTRAP_SAMPLES, len(ids)))].mean(axis=1)
+        result["bootstrap_ci"] = [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
+        result["p_bootstrap"] = float(min(1.0, 2 * min((draws <= 0).mean(), (draws >= 0).mean())))
+        result["n_test_records"] = len(ids)
+    return result
+
+
+def summarize(runs: list[RunInfo], baseline: str = "graph_only") -> list[dict[str, Any]]:
+    """One row per label, ranked by mean validation MAE."""
+    groups: dict[str, list[RunInfo]] = {}
+    for run in runs:
+        groups.setdefault(run.label, []).append(run)
+    base_runs = groups.get(baseline, [])
+    rows = []
+    for label, members in groups.items():
+        val = _mean_std([r.summary["val_mae"] for r in members])
+        test = _mean_std([r.summary["test_mae"] for r in members])
+        row: dict[str, Any] = {
+            "label": label,
+            "fusion": members[0].summary.get("fusion"),
+            "seeds": sorted(r.seed for r in members),
+            "val_mae_mean": val[0], "val_mae_std": val[1],
+            "test_mae_mean": test[0], "test_mae_std": test[1],
+            "n_params_fusion": int(np.mean([r.summary.get("n_params_fusion", 0) for r in members])),
+            "train_seconds_mean": _mean_std([r.summary.get("train_seconds") for r in members])[0],
+            "best_epoch_mean": _mean_std([r.summary.get("best_epoch") for r in members])[0],
+            "deleted_text_mae_mean": _mean_std([r.deleted_mae for r in members])[0],
+        }
+        if label != baseline and base_runs:
+            row.update({f"vs_{baseline}_{k}": v for k, v in paired_test(members, base_runs).items()})
+        rows.append(row)
+    rows.sort(key=lambda r: (math.isnan(r["val_mae_mean"]), r["val_mae_mean"]))
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+    return rows
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def comparison_markdown(rows: list[dict[str, Any]], baseline: str) -> str:
+    """The ranked table as Markdown (labels escaped)."""
+    from crysfuse.markup import escape_markdown
+
+    header = ("| rank | variant | seeds | val MAE | test MAE | Δ test vs " + escape_markdown(baseline)
+              + " | p (seeds) | bootstrap 95 % CI | p (bootstrap) | extra params | train s | epochs to best "
+              "| MAE, text deleted |")
+    lines = [header, "|" + "---|" * 13]
+    for row in rows:
+        prefix = f"vs_{baseline}_"
+        ci = row.get(prefix + "bootstrap_ci")
+        lines.append("| " + " | ".join([
+            str(row["rank"]), escape_markdown(row["label"]), str(len(row["seeds"])),
+            f"{_fmt(row['val_mae_mean'])} ± {_fmt(row['val_mae_std'])}",
+            f"{_fmt(row['test_mae_mean'])} ± {_fmt(row['test_mae_std'])}",
+            _fmt(row.get(prefix + "delta_test_mae")), _fmt(row.get(prefix + "p_seeds"), 3),
+            f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "–", _fmt(row.get(prefix + "p_bootstrap"), 3),
+            f"{row['n_params_fusion']:,}", _fmt(row["train_seconds_mean"], 1), _fmt(row["best_epoch_mean"], 1),
+            _fmt(row["deleted_text_mae_mean"]),
+        ]) + " |")
+    notes = (
+        "\nMean ± sample std over seeds. Ranked by validation MAE (model selection never sees the test split). "
+        f"Δ: test MAE minus the paired `{escape_markdown(baseline)}` run (same seed); p (seeds): paired t-test "
+        "over seeds; bootstrap: per-test-record error differences averaged over seeds, resampled "
+        f"{BOOTSTRAP_SAMPLES} times. Negative Δ is better.\n"
+    )
+    return "\n".join(lines) + "\n" + notes
+
+
+def write_comparison(out: Path, runs: list[RunInfo], baseline: str) -> list[dict[str, Any]]:
+    """``comparison.csv``, ``comparison.md``, ``comparison.json`` and plots in ``out``."""
+    from crysfuse.comparison_plots import plot_mae_bars, plot_robustness_overlay
+    from crysfuse.io import write_json_atomic
+    from crysfuse.plots import save_figure
+
+    rows = summarize(runs, baseline)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    write_csv_atomic(out / "comparison.csv", columns, ([_csv_cell(row.get(c)) for c in columns] for row in rows))
+    write_text_atomic(out / "comparison.md", "# Comparison\n\n" + comparison_markdown(rows, baseline))
+    write_json_atomic(out / "comparison.json", {"baseline": baseline, "rows": rows,
+                                                "runs": [str(r.run_dir) for r in runs]})
+    save_figure(plot_mae_bars(rows), out / "comparison_mae.png")
+    if any(r.robustness for r in runs):
+        save_figure(plot_robustness_overlay(runs), out / "comparison_robustness.png")
+    return rows
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    return "" if value is None else value

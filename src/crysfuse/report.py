@@ -1,0 +1,178 @@
+"""``crysfuse report``: one self-contained HTML page (images embedded) for a run or a comparison directory.
+
+The page shows whatever the directory holds: config, learning curves, gate plots and statistics, diagnosis,
+robustness, comparison tables. Every string that comes from data (ids, labels, messages) is escaped; the
+page has no scripts.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from crysfuse.io import write_text_atomic
+from crysfuse.markup import escape_html as esc
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f3f3f3}
+td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee;margin:.4em 0}
+pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.85em}.note{color:#555;font-size:.9em}
+"""
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _image(png: bytes, alt: str) -> str:
+    return f'<img alt="{esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+
+
+def _image_file(path: Path, alt: str) -> str:
+    return _image(path.read_bytes(), alt) if path.is_file() else ""
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return esc(f"{value:.4g}")
+    if isinstance(value, (list, tuple)):
+        return esc(", ".join(_cell_text(v) for v in value))
+    return esc("" if value is None else value)
+
+
+def _cell_text(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Iterable[str] | None = None) -> str:
+    """An HTML table of ``rows`` (all values escaped)."""
+    rows = list(rows)
+    if not rows:
+        return '<p class="note">(empty)</p>'
+    columns = list(columns or dict.fromkeys(k for row in rows for k in row))
+    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(row.get(c))}</td>" for c in columns) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def learning_curves_png(metrics_path: Path) -> bytes | None:
+    """Train/val loss and MAE per epoch from ``metrics.jsonl``."""
+    if not metrics_path.is_file():
+        return None
+    rows = [json.loads(line) for line in metrics_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not rows:
+        return None
+    from crysfuse.plots import plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    epochs = [r["epoch"] for r in rows]
+    for axis, metric in zip(axes, ("loss", "mae")):
+        for split in ("train", "val"):
+            values = [r.get(f"{split}_{metric}") for r in rows]
+            if any(v is not None for v in values):
+                axis.plot(epochs, values, marker="o", label=f"{split} {metric}")
+        axis.set_xlabel("epoch")
+        axis.set_title(metric.upper())
+        axis.grid(alpha=0.3)
+        axis.legend()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def run_sections(run_dir: Path, heading_level: int = 2) -> list[str]:
+    """HTML sections for one run directory."""
+    h = f"h{heading_level}"
+    parts = []
+    summary = _read_json(run_dir / "summary.json") or {}
+    if summary:
+        keys = ["fusion", "target", "seed", "val_mae", "test_mae", "n_params", "n_params_fusion", "epochs",
+                "best_epoch", "train_seconds", "n_train", "n_val", "n_test", "n_rejected"]
+        parts.append(f"<{h}>Summary</{h}>" + table([{k: summary.get(k) for k in keys if k in summary}]))
+    curves = learning_curves_png(run_dir / "metrics.jsonl")
+    if curves:
+        parts.append(f"<{h}>Learning curves</{h}>" + _image(curves, "learning curves"))
+    statistics = _read_json(run_dir / "gate_statistics.json")
+    if statistics or (run_dir / "gate_plots.png").is_file():
+        parts.append(f"<{h}>Gates during training</{h}>" + _gate_statistics(statistics or {})
+                     + _image_file(run_dir / "gate_plots.png", "gate trajectories"))
+    for diagnosis_json in sorted(run_dir.glob("**/diagnosis.json")):
+        parts.append(f"<{h}>Diagnosis</{h}>" + _diagnosis(diagnosis_json))
+    for robustness_json in sorted(run_dir.glob("**/robustness.json")):
+        data = _read_json(robustness_json)
+        images = "".join(_image_file(p, p.stem) for p in sorted(robustness_json.parent.glob("robustness*.png")))
+        parts.append(f"<{h}>Robustness ({esc(data.get('split', ''))} split)</{h}>" + table(data["rows"]) + images)
+    config = _read_json(run_dir / "config.json")
+    if config:
+        parts.append(f"<{h}>Config</{h}><pre>{esc(json.dumps(config, indent=2))}</pre>")
+    return parts
+
+
+def _gate_statistics(statistics: dict[str, Any]) -> str:
+    rows = []
+    for gate, values in (statistics.get("gates") or {}).items():
+        for period in ("training", "last_epoch"):
+            numbers = values.get(period) or {}
+            rows.append({"gate": gate, "period": period,
+                         **{k: numbers.get(k) for k in ("mean", "std", "min", "max")}})
+    warnings = statistics.get("warnings") or []
+    listed = "".join(f"<li>{esc(w.get('message', w))}</li>" for w in warnings[:50])
+    return table(rows) + (f"<p>{len(warnings)} monitor warning(s):</p><ul>{listed}</ul>" if warnings else "")
+
+
+def _diagnosis(path: Path) -> str:
+    report = _read_json(path) or {}
+    recommendations = "".join(
+        f"<li><b>{_code(esc(r.get('action', '')))}</b>: {_code(esc(r.get('reason', '')))}</li>"
+        for r in report.get("recommendations", [])
+    )
+    metrics = report.get("metrics") or {}
+    metric_rows = [{"condition": k, **v} for k, v in metrics.items() if isinstance(v, dict)]
+    images = "".join(_image_file(p, p.stem) for p in sorted(path.parent.glob("*.png")))
+    return f"<ul>{recommendations}</ul>" + table(metric_rows) + images
+
+
+def _code(escaped: str) -> str:
+    """Render `backticked` spans of already-escaped text as <code>."""
+    return re.sub(r"`([^`<>]+)`", r"<code>\1</code>", escaped)
+
+
+def comparison_sections(directory: Path) -> list[str]:
+    """HTML sections for a comparison directory (``comparison.json`` + plots + its runs)."""
+    data = _read_json(directory / "comparison.json")
+    columns = ["rank", "label", "seeds", "val_mae_mean", "val_mae_std", "test_mae_mean", "test_mae_std"]
+    extra = [c for c in dict.fromkeys(k for r in data["rows"] for k in r) if c not in columns]
+    parts = [
+        f"<h2>Comparison (baseline: {esc(data['baseline'])})</h2>" + table(data["rows"], columns + extra),
+        '<p class="note">Ranked by validation MAE; the test split is only reported.</p>',
+        _image_file(directory / "comparison_mae.png", "MAE per variant"),
+        _image_file(directory / "comparison_robustness.png", "robustness curves"),
+    ]
+    for run in data.get("runs", []):
+        run_dir = Path(run)
+        if run_dir.is_dir():
+            parts.append(f"<details><summary>{esc(run_dir)}</summary>{''.join(run_sections(run_dir, 3))}</details>")
+    return parts
+
+
+def write_report(directory: str | Path, out: str | Path) -> Path:
+    """Write the HTML page for a run or comparison directory; raises ``ValueError`` for anything else."""
+    directory = Path(directory)
+    if (directory / "comparison.json").is_file():
+        title, parts = f"crysfuse comparison: {directory.name}", comparison_sections(directory)
+    elif (directory / "summary.json").is_file() or (directory / "config.json").is_file():
+        title, parts = f"crysfuse run: {directory.name}", run_sections(directory)
+    else:
+        raise ValueError(f"{directory} is neither a run directory nor a comparison directory")
+    page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+            f"<style>{STYLE}</style></head><body><h1>{esc(title)}</h1>{''.join(parts)}</body></html>")
+    write_text_atomic(Path(out), page)
+    return Path(out)

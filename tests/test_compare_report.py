@@ -1,0 +1,132 @@
+"""`crysfuse compare` (matrix, resume, summary of existing runs) and `crysfuse report` in real Chromium."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from crysfuse.cli import main
+from tests.conftest import SHARED_DATA, TINY_MODEL
+
+HOSTILE = '"><img src=x onerror=alert(1)><script>alert("x")</script>'
+
+
+@pytest.fixture(scope="module")
+def matrix_out(tmp_path_factory, mp36k_slice, cache_dir):
+    out = tmp_path_factory.mktemp("compare")
+    settings = TINY_MODEL + [f"data.path='{mp36k_slice}'", "data.target='gap pbe'", f"data.cache_dir='{cache_dir}'",
+                             f"data.text_file='{SHARED_DATA / 'mp36k.desc_jarvis.jsonl.gz'}'", "train.epochs=2"]
+    matrix = {
+        "set": settings,
+        "variants": ["graph_only", "simplified"],
+        "seeds": [0, 1],
+        "robustness": {"strategies": ["random_word"], "modes": ["delete"], "ratios": [0, 1.0], "split": "test"},
+    }
+    path = out / "matrix.yaml"
+    path.write_text(json.dumps(matrix))  # JSON is YAML
+    assert main(["compare", "--matrix", str(path), "--out", str(out / "result"), "--jobs", "2"]) == 0
+    return out
+
+
+def test_matrix_writes_the_comparison(matrix_out):
+    result = matrix_out / "result"
+    with open(result / "comparison.csv", newline="") as handle:
+        rows = {row["label"]: row for row in csv.DictReader(handle)}
+    assert set(rows) == {"graph_only", "simplified"}
+    simplified = rows["simplified"]
+    assert simplified["seeds"] == "0 1"
+    assert float(simplified["test_mae_std"]) >= 0
+    assert simplified["vs_graph_only_n_pairs"] == "2"
+    assert simplified["vs_graph_only_p_seeds"] != "" and simplified["vs_graph_only_p_bootstrap"] != ""
+    assert float(rows["graph_only"]["deleted_text_mae_mean"]) == pytest.approx(
+        float(rows["graph_only"]["test_mae_mean"]), rel=1e-6)  # graph_only ignores text
+    markdown = (result / "comparison.md").read_text()
+    assert " ± " in markdown and "Ranked by validation MAE" in markdown
+    for name in ("comparison_mae.png", "comparison_robustness.png"):
+        assert (result / name).stat().st_size > 1000
+    ranks = sorted(rows.values(), key=lambda r: int(r["rank"]))
+    assert float(ranks[0]["val_mae_mean"]) <= float(ranks[1]["val_mae_mean"])
+
+
+def test_matrix_resumes_without_redoing_finished_cells(matrix_out, capsys):
+    result = matrix_out / "result"
+    summaries = sorted((result / "runs").glob("*/seed*/summary.json"))
+    assert len(summaries) == 4
+    stamps = [p.stat().st_mtime_ns for p in summaries]
+    assert main(["compare", "--matrix", str(matrix_out / "matrix.yaml"), "--out", str(result)]) == 0
+    assert "4 already finished, 0 run" in capsys.readouterr().out
+    assert [p.stat().st_mtime_ns for p in summaries] == stamps
+
+
+def test_summarise_existing_runs_escapes_labels(matrix_out, tmp_path):
+    runs = sorted(p for p in (matrix_out / "result" / "runs").glob("*/seed*") if p.is_dir())
+    hostile_run = tmp_path / "hostile"
+    shutil.copytree(runs[-1], hostile_run)
+    config = json.loads((hostile_run / "config.json").read_text())
+    config["experiment"]["name"] = HOSTILE
+    (hostile_run / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "summary"
+    assert main(["compare", *map(str, runs[:2]), str(hostile_run), "--out", str(out)]) == 0
+    markdown = (out / "comparison.md").read_text()
+    assert "<script>" not in markdown and "<img" not in markdown and "&lt;script&gt;" in markdown
+    assert main(["report", str(out), "--out", str(tmp_path / "hostile.html")]) == 0
+    page = (tmp_path / "hostile.html").read_text()
+    assert "<script" not in page and "<img src=x" not in page
+
+
+def _open_in_chromium(path: Path) -> dict:
+    playwright = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page()
+        messages, dialogs = [], []
+        page.on("console", lambda m: messages.append((m.type, m.text)))
+        page.on("pageerror", lambda e: messages.append(("pageerror", str(e))))
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(path.as_uri())
+        page.wait_for_load_state("load")
+        info = page.evaluate("""() => ({
+            tables: document.querySelectorAll('table').length,
+            rows: document.querySelectorAll('tbody tr').length,
+            images: Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0]),
+            title: document.title,
+        })""")
+        browser.close()
+    info["errors"] = [m for m in messages if m[0] in ("error", "pageerror")]
+    info["dialogs"] = dialogs
+    return info
+
+
+def test_report_of_a_comparison_renders_in_chromium(matrix_out, tmp_path):
+    out = tmp_path / "comparison.html"
+    assert main(["report", str(matrix_out / "result"), "--out", str(out)]) == 0
+    info = _open_in_chromium(out)
+    assert info["errors"] == [] and info["dialogs"] == []
+    assert info["tables"] >= 1 and info["rows"] >= 2
+    assert len(info["images"]) >= 2 and all(ok for _, ok in info["images"])
+
+
+def test_report_of_a_run_with_diagnosis_and_robustness(matrix_out, tmp_path):
+    run_dir = sorted((matrix_out / "result" / "runs").glob("simplified/seed0"))[0]
+    assert main(["diagnose", "--checkpoint", str(run_dir), "--n-samples", "4", "--out", str(run_dir / "diagnosis")]) == 0
+    out = tmp_path / "run.html"
+    assert main(["report", str(run_dir), "--out", str(out)]) == 0
+    page = out.read_text()
+    for heading in ("Summary", "Learning curves", "Gates during training", "Diagnosis", "Robustness", "Config"):
+        assert f">{heading}" in page, heading
+    info = _open_in_chromium(out)
+    assert info["errors"] == [] and info["tables"] >= 4
+    assert all(ok for _, ok in info["images"]) and len(info["images"]) >= 4
+
+
+def test_report_refuses_a_directory_without_results(tmp_path):
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "x.html")]) != 0
