@@ -18,7 +18,8 @@ import numpy as np
 from crysfuse.checkpoint import LoadedModel, load_run
 from crysfuse.config import Config
 from crysfuse.data.pipeline import prepare
-from crysfuse.data.sources import Rejection, load_records, records_from_structures
+from crysfuse.data.objects import records_from_structures
+from crysfuse.data.sources import Rejection, load_records
 from crysfuse.predict import Predictions, predict_items, write_predictions_csv
 
 
@@ -100,9 +101,9 @@ def train(config: Config | dict[str, Any] | str | Path, *, resume: bool | None =
     """Train as ``crysfuse train`` does; ``config`` is a :class:`Config`, a nested dict, or a YAML/JSON path.
 
     Returns:
-        :class:`crysfuse.train.run.RunResult` with ``run_dir`` and ``summary``.
+        :class:`crysfuse.training.run.RunResult` with ``run_dir`` and ``summary``.
     """
-    from crysfuse.train.run import train as run_training
+    from crysfuse.training.run import train as run_training
 
     if isinstance(config, (str, Path)):
         config = Config.load(config)

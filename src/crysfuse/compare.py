@@ -33,7 +33,7 @@ import yaml
 
 from crysfuse.config import Config, ConfigError
 from crysfuse.io import write_json_atomic
-from crysfuse.train.resume import read_status
+from crysfuse.training.resume import read_status
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from crysfuse.data.splits import SplitError
     from crysfuse.registry import UnknownNameError
     from crysfuse.text.encoder import EncoderUnavailableError
-    from crysfuse.train.resume import RunDirectoryError
+    from crysfuse.training.resume import RunDirectoryError
 
     return (CheckpointError, ConfigError, DataSourceError, SplitError, EncoderUnavailableError, UnknownNameError,
             RunDirectoryError)

@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     summary, rejections = check_source(args.path, target, config, limit=args.limit, graphs=not args.no_graphs)
     print(format_summary(summary))
     if args.rejections:
-        from crysfuse.train.run import write_rejections
+        from crysfuse.training.run import write_rejections
 
         write_rejections(Path(args.rejections), rejections)
         print(f"rejection manifest: {args.rejections}")

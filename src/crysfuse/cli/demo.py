@@ -29,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from crysfuse.config import Config
     from crysfuse.data.demo import write_demo_dataset
-    from crysfuse.train.run import train
+    from crysfuse.training.run import train
 
     out = Path(args.out)
     data_path = out / "emt_alloys.json"

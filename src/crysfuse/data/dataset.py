@@ -61,10 +61,10 @@ def make_loader(
 ) -> DataLoader:
     """A PyG loader that also batches the variable-length text tokens (``text_tokens_batch``).
 
-    Shuffling uses :class:`~crysfuse.train.resume.EpochSeededSampler`: the order of epoch k depends only on
+    Shuffling uses :class:`~crysfuse.training.resume.EpochSeededSampler`: the order of epoch k depends only on
     (seed, k), so interrupted and resumed runs see the same batches.
     """
-    from crysfuse.train.resume import EpochSeededSampler
+    from crysfuse.training.resume import EpochSeededSampler
 
     dataset = items if isinstance(items, Dataset) else list(items)
     sampler = EpochSeededSampler(len(dataset), seed, dataset) if shuffle else None

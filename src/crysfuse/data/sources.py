@@ -12,7 +12,7 @@ Supported sources (see ``docs/data.md`` for each layout with an example):
 * Tables (CSV / JSONL / Parquet, optionally gzipped) with a CIF-string or pymatgen/jarvis-dict structure
   column (:mod:`crysfuse.data.tables`).
 * ``jarvis:<dataset>`` through jarvis-tools' figshare downloader and cache (:mod:`crysfuse.data.jarvis_online`).
-* In Python: :func:`records_from_structures` on pymatgen ``Structure`` / jarvis ``Atoms`` / ASE ``Atoms``.
+* In Python: :func:`crysfuse.data.objects.records_from_structures` on pymatgen ``Structure`` / jarvis ``Atoms`` / ASE ``Atoms``.
 
 Rows that cannot be used are never dropped silently: each becomes a :class:`Rejection` (id + reason).
 Empty or whitespace-only descriptions count as missing (``text=None``), so a describer can fill them in.
@@ -26,21 +26,27 @@ import io
 import json
 import logging
 import math
-import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pymatgen.core import Structure
+from pymatgen.core import Structure  # noqa: F401 - the type of StructureRecord.structure
+
+from crysfuse.data.structures import (  # noqa: F401 - re-exported: readers elsewhere import them from here
+    checked_structure,
+    isolated_atom,
+    read_structure_file,
+    structure_from_jarvis_dict,
+    structure_from_value,
+)
 
 logger = logging.getLogger(__name__)
 
 STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar", ".POSCAR", "")
 CRYSMMNET_FILE = "description.csv"
 JARVIS_PREFIX = "jarvis:"
-MAX_NEIGHBOR_DISTANCE = 8.0
 """Å. An atom with no other atom (periodic images included) this close is isolated: its graph edges would span
 empty space. The largest nearest-neighbour distance in mp36k is 5.65 Å; ALIGNN's cutoff is 8 Å."""
 
@@ -95,6 +101,8 @@ def load_records(
     Raises:
         DataSourceError: The source cannot be read at all.
     """
+    from crysfuse.data.crysmmnet import load_crysmmnet
+
     if isinstance(path, str) and path.startswith(JARVIS_PREFIX):
         from crysfuse.data.jarvis_online import load_jarvis_dataset
 
@@ -105,7 +113,7 @@ def load_records(
         raise DataSourceError(f"data path '{path}' does not exist")
     if path.is_dir():
         if (path / CRYSMMNET_FILE).is_file():
-            result = _load_crysmmnet(path, target, limit=limit, require_target=require_target)
+            result = load_crysmmnet(path, target, limit=limit, require_target=require_target)
         elif (path / "id_prop.csv").is_file():
             result = _load_cgcnn_folder(path, target, limit=limit, require_target=require_target)
         else:
@@ -121,9 +129,9 @@ def load_records(
                     f"target, or the property folder itself as the data path (e.g. '{path / properties[0]}' "
                     "with target 'target')"
                 )
-            result = _load_crysmmnet(path / target, "target", limit=limit, require_target=require_target)
+            result = load_crysmmnet(path / target, "target", limit=limit, require_target=require_target)
     elif path.name == CRYSMMNET_FILE:
-        result = _load_crysmmnet(path.parent, target, limit=limit, require_target=require_target)
+        result = load_crysmmnet(path.parent, target, limit=limit, require_target=require_target)
     elif path.name.endswith((".json", ".json.gz")):
         result = _load_jarvis_json(path, target, limit=limit, require_target=require_target)
     else:
@@ -145,31 +153,6 @@ def _finish(result: LoadResult, source: str | Path) -> LoadResult:
         "loaded %d records from %s (%d rejected)", len(result.records), source, len(result.rejections)
     )
     return result
-
-
-def isolated_atom(structure: Structure, max_distance: float = MAX_NEIGHBOR_DISTANCE) -> str | None:
-    """Why ``structure`` has an atom without any neighbour within ``max_distance`` Å, or ``None``.
-
-    Periodic images count as neighbours. Structures the check cannot handle (non-finite coordinates, a
-    singular cell) are left to the graph builder, which rejects them with its own reason.
-    """
-    import numpy as np
-    import vesin
-
-    try:
-        lattice = np.asarray(structure.lattice.matrix, dtype=np.float64)
-        cart = np.asarray(structure.cart_coords, dtype=np.float64).reshape(-1, 3)
-        if not (np.isfinite(lattice).all() and np.isfinite(cart).all()) or abs(np.linalg.det(lattice)) < 1e-3:
-            return None
-        (i,) = vesin.NeighborList(cutoff=max_distance, full_list=True).compute(cart, lattice, True, quantities="i")
-    except Exception:  # noqa: BLE001 - the graph builder reports such cells
-        return None
-    has_neighbor = np.bincount(np.asarray(i, dtype=np.int64), minlength=len(cart)) > 0
-    if has_neighbor.all():
-        return None
-    atom = int(np.argmin(has_neighbor))
-    return (f"atom {atom} ({structure[atom].species_string}) has no neighbour within {max_distance:g} Å "
-            f"({int((~has_neighbor).sum())} such atoms): isolated atoms make meaningless graphs")
 
 
 def _reject_isolated_atoms(result: LoadResult) -> None:
@@ -249,36 +232,6 @@ def _text_or_none(text: Any, clean: bool = False) -> str | None:
 
         text = clean_text(text)
     return text if text.strip() else None
-
-
-def structure_from_jarvis_dict(atoms: dict[str, Any]) -> Structure:
-    """jarvis-tools ``Atoms.to_dict()`` → pymatgen ``Structure`` (parsed by jarvis-tools, then converted)."""
-    from jarvis.core.atoms import Atoms
-
-    elements, coords = atoms.get("elements"), atoms.get("coords")
-    if isinstance(elements, list) and isinstance(coords, list) and len(elements) != len(coords):
-        raise ValueError(f"{len(elements)} elements for {len(coords)} coordinates")
-    return checked_structure(Atoms.from_dict(atoms).pymatgen_converter())
-
-
-def checked_structure(structure: Any) -> Structure:
-    """``structure`` if it is a usable pymatgen ``Structure``; else ``ValueError`` saying why.
-
-    Usable: at least one atom, only real elements (no dummy species such as ``Xx``), ordered (no partial
-    occupancies: graphs and describers need one element per site).
-    """
-    from pymatgen.core.periodic_table import Element
-
-    if not isinstance(structure, Structure):
-        raise ValueError(f"parsing gave a {type(structure).__name__}, not a structure")
-    if len(structure) == 0:
-        raise ValueError("structure has no atoms")
-    unknown = sorted({str(sp) for sp in structure.composition.elements if not isinstance(sp, Element)})
-    if unknown:
-        raise ValueError(f"unknown element(s) {unknown}")
-    if not structure.is_ordered:
-        raise ValueError("structure is disordered (partial occupancies); one element per site is needed")
-    return structure
 
 
 def _target_value(
@@ -431,195 +384,7 @@ def csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 # -------------------------------------------------------------------------------------------- CrysMMNet
 
 
-def _load_crysmmnet(folder: Path, target: str | None, *, limit: int | None, require_target: bool) -> LoadResult:
-    """``<folder>/description.csv`` (``id, composition, target, description, ...``) + ``cif/<id>.cif``.
-
-    ``target`` is a column of the CSV (CrysMMNet's own column is ``target``); the folder name (the property,
-    e.g. ``shear_modulus``) also selects the ``target`` column. Descriptions are cleaned (numpy reprs such as
-    ``np.int64(0)``, doubled words, whitespace).
-    """
-    table = folder / CRYSMMNET_FILE
-    header, rows = csv_rows(table)
-    if "id" not in header:
-        raise DataSourceError(f"'{table}' has no 'id' column (CrysMMNet layout: id, composition, target, description)")
-    if target is not None and target not in header:
-        if target == folder.name and "target" in header:
-            target = "target"
-        elif require_target:
-            raise DataSourceError(f"'{table}' has no column '{target}'; columns: {header} (CrysMMNet: 'target')")
-    text_column = next((c for c in ("description", "text") if c in header), None)
-    if limit is not None:
-        rows = rows[:limit]
-    result = LoadResult()
-    for position, row in enumerate(rows):
-        record_id = (row.get("id") or "").strip() or f"#{position}"
-        structure_path = find_structure_file(folder, record_id)
-        if structure_path is None:
-            result.reject(record_id, "structure", f"no structure file for '{record_id}' in {folder / 'cif'}")
-            continue
-        try:
-            structure = read_structure_file(structure_path)
-        except Exception as err:  # noqa: BLE001 - any parse failure becomes a recorded rejection
-            result.reject(record_id, "structure", f"cannot parse {structure_path.name}: {err}")
-            continue
-        value = _target_value(row, target, record_id, result, require_target)
-        if value is None:
-            continue
-        text = _text_or_none(row.get(text_column) if text_column else None, clean=True)
-        result.records.append(StructureRecord(record_id, structure, value, text))
-    return result
-
-
-def read_structure_file(path: Path) -> Structure:
-    """A structure file (CIF, POSCAR, ...) that must hold at least one atom."""
-    import warnings
-
-    with warnings.catch_warnings():
-        # pymatgen's notes on the CIF 'primitive' default and on rounded coordinates; parse errors still raise
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        structure = Structure.from_file(path)
-    return checked_structure(structure)
-
-
 # ------------------------------------------------------------------------------------------- Python API
-
-
-def structure_from_value(value: Any) -> Structure:
-    """Anything that describes one crystal → pymatgen ``Structure``.
-
-    The result passes :func:`checked_structure`. Accepts a path to a structure file (CIF, POSCAR, ...), a
-    pymatgen ``Structure``, a jarvis-tools ``Atoms``, an ASE ``Atoms`` (periodic), a pymatgen
-    ``Structure.as_dict()`` dict, a jarvis ``Atoms.to_dict()`` dict, or a string holding a CIF, a POSCAR or
-    either dict as JSON.
-
-    Raises:
-        ValueError: the value is empty or cannot be parsed (the message says why).
-    """
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        raise ValueError("no structure (empty cell)")
-    if isinstance(value, os.PathLike) or (isinstance(value, str) and "\n" not in value and Path(value).is_file()):
-        return read_structure_file(Path(value))
-    if isinstance(value, Structure):
-        structure = value
-    elif type(value).__module__.startswith("jarvis.") and hasattr(value, "pymatgen_converter"):
-        structure = value.pymatgen_converter()
-    elif _is_ase_atoms(value):
-        from pymatgen.io.ase import AseAtomsAdaptor
-
-        if not all(value.get_pbc()):
-            raise ValueError("ASE Atoms is not periodic in all three directions (set pbc=True and a cell)")
-        structure = AseAtomsAdaptor.get_structure(value)
-    elif isinstance(value, dict):
-        if "lattice_mat" in value:
-            structure = structure_from_jarvis_dict(value)
-        elif "lattice" in value and "sites" in value:
-            structure = Structure.from_dict(value)
-        else:
-            raise ValueError(
-                f"dict with keys {sorted(value)[:8]} is neither a pymatgen Structure dict ('lattice', 'sites') "
-                "nor a jarvis Atoms dict ('lattice_mat', 'coords', 'elements')"
-            )
-    elif isinstance(value, (str, bytes)):
-        text = value.decode("utf-8") if isinstance(value, bytes) else value
-        text = text.strip()
-        if not text:
-            raise ValueError("no structure (empty cell)")
-        if text.startswith("{"):
-            try:
-                parsed = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"structure text looks like JSON but does not parse: {err}") from None
-            return structure_from_value(parsed)
-        fmt = "cif" if ("_cell_length_a" in text or text.startswith("data_")) else "poscar"
-        structure = Structure.from_str(text, fmt=fmt)
-    else:
-        raise ValueError(f"cannot make a structure from a {type(value).__name__}")
-    return checked_structure(structure)
-
-
-def _is_ase_atoms(value: Any) -> bool:
-    try:
-        from ase import Atoms as AseAtoms
-    except ImportError:  # pragma: no cover - ase is a dependency
-        return False
-    return isinstance(value, AseAtoms)
-
-
-def records_from_structures(
-    structures: Sequence[Any],
-    targets: Sequence[float] | None = None,
-    ids: Sequence[str] | None = None,
-    texts: Sequence[str | None] | None = None,
-    *,
-    require_target: bool | None = None,
-) -> LoadResult:
-    """Records from Python objects (pymatgen ``Structure``, jarvis ``Atoms``, ASE ``Atoms`` or dicts).
-
-    Args:
-        structures: one crystal per entry (anything :func:`structure_from_value` accepts).
-        targets: one value per structure; ``None`` for unlabelled data (targets are ``nan``).
-        ids: one id per structure; default ``"0"``, ``"1"``, ...
-        texts: optional descriptions (``None`` / empty = describe it later).
-        require_target: reject rows with a missing or non-finite target; default: when targets are given.
-
-    Returns:
-        A :class:`LoadResult`; unusable entries are rejections, duplicates included. Save it with
-        :func:`save_records` to train on it with ``crysfuse train``.
-    """
-    n = len(structures)
-    for name, values in (("targets", targets), ("ids", ids), ("texts", texts)):
-        if values is not None and len(values) != n:
-            raise DataSourceError(f"{name} has {len(values)} entries for {n} structures")
-    if require_target is None:
-        require_target = targets is not None
-    result = LoadResult()
-    for position, value in enumerate(structures):
-        record_id = str(ids[position]) if ids is not None else str(position)
-        try:
-            structure = structure_from_value(value)
-        except Exception as err:  # noqa: BLE001
-            result.reject(record_id, "structure", f"unusable structure: {err}")
-            continue
-        row = {"target": targets[position]} if targets is not None else {}
-        target_value = _target_value(row, "target" if targets is not None else None, record_id, result,
-                                     require_target)
-        if target_value is None:
-            continue
-        text = _text_or_none(texts[position]) if texts is not None else None
-        result.records.append(StructureRecord(record_id, structure, target_value, text))
-    return _finish(result, "Python objects")
-
-
-def save_records(records: Iterable[StructureRecord], path: str | Path, target: str = "target") -> Path:
-    """Write records as JARVIS-style JSON (``.json`` or ``.json.gz``) that :func:`load_records` reads back.
-
-    Targets go under the key ``target``; texts under ``text`` (when present).
-    """
-    path = Path(path)
-    rows = []
-    for record in records:
-        s = record.structure
-        row: dict[str, Any] = {
-            "id": record.id,
-            "atoms": {
-                "lattice_mat": s.lattice.matrix.tolist(),
-                "coords": s.frac_coords.tolist(),
-                "elements": [site.specie.symbol for site in s],
-                "abc": list(s.lattice.abc),
-                "angles": list(s.lattice.angles),
-                "cartesian": False,
-                "props": [""] * len(s),
-            },
-            target: None if math.isnan(record.target) else record.target,
-        }
-        if record.text is not None:
-            row["text"] = record.text
-        rows.append(row)
-    payload = json.dumps(rows).encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress(payload) if path.name.endswith(".gz") else payload)
-    return path
 
 
 def read_text_file(path: str | Path) -> dict[str, str]:
@@ -659,3 +424,11 @@ def read_text_file(path: str | Path) -> dict[str, str]:
 def iter_ids(records: Iterable[StructureRecord]) -> list[str]:
     """The ids of ``records`` in order."""
     return [r.id for r in records]
+
+
+def __getattr__(name: str):  # noqa: ANN202 - lazy re-exports of the Python-object readers
+    if name in ("records_from_structures", "save_records"):
+        from crysfuse.data import objects
+
+        return getattr(objects, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from crysfuse.config import TextCorruptionConfig
-from crysfuse.train.augment import TextCorruptionDataset, draw_corruptions
+from crysfuse.training.augment import TextCorruptionDataset, draw_corruptions
 
 
 def test_draws_are_reproducible_and_follow_the_settings():

@@ -16,7 +16,7 @@ import pytest
 
 from crysfuse.checkpoint import CheckpointError, load_run
 from crysfuse.cli import main
-from crysfuse.train.resume import RunLock
+from crysfuse.training.resume import RunLock
 from tests.conftest import SHARED_DATA, TINY_MODEL
 
 

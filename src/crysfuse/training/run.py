@@ -26,9 +26,9 @@ from crysfuse.io import write_csv_atomic, write_json_atomic
 from crysfuse.models.crysfuse import CrysFuseModel, model_uses_text
 from crysfuse.monitor import GateMonitor
 from crysfuse.predict import predict_items, regression_metrics, write_predictions_csv
-from crysfuse.train.augment import TextCorruptionDataset, corrupted_alternatives
-from crysfuse.train.callbacks import BestWeights, MetricsJsonl
-from crysfuse.train.resume import (
+from crysfuse.training.augment import TextCorruptionDataset, corrupted_alternatives
+from crysfuse.training.callbacks import BestWeights, MetricsJsonl
+from crysfuse.training.resume import (
     ResumeCheckpoint,
     RngState,
     RunDirectoryError,
@@ -40,7 +40,7 @@ from crysfuse.train.resume import (
     truncate_metrics,
     write_status,
 )
-from crysfuse.train.module import CrysFuseLightning
+from crysfuse.training.module import CrysFuseLightning
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,57 @@
+"""CrysMMNet layout: ``<root>/<property>/description.csv`` (``id, composition, target, description, ...``)
+next to ``cif/<id>.cif``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from crysfuse.data.sources import (
+    CRYSMMNET_FILE,
+    DataSourceError,
+    LoadResult,
+    StructureRecord,
+    _target_value,
+    _text_or_none,
+    csv_rows,
+    find_structure_file,
+)
+from crysfuse.data.structures import read_structure_file
+
+
+def load_crysmmnet(folder: Path, target: str | None, *, limit: int | None, require_target: bool) -> LoadResult:
+    """``<folder>/description.csv`` (``id, composition, target, description, ...``) + ``cif/<id>.cif``.
+
+    ``target`` is a column of the CSV (CrysMMNet's own column is ``target``); the folder name (the property,
+    e.g. ``shear_modulus``) also selects the ``target`` column. Descriptions are cleaned (numpy reprs such as
+    ``np.int64(0)``, doubled words, whitespace).
+    """
+    table = folder / CRYSMMNET_FILE
+    header, rows = csv_rows(table)
+    if "id" not in header:
+        raise DataSourceError(f"'{table}' has no 'id' column (CrysMMNet layout: id, composition, target, description)")
+    if target is not None and target not in header:
+        if target == folder.name and "target" in header:
+            target = "target"
+        elif require_target:
+            raise DataSourceError(f"'{table}' has no column '{target}'; columns: {header} (CrysMMNet: 'target')")
+    text_column = next((c for c in ("description", "text") if c in header), None)
+    if limit is not None:
+        rows = rows[:limit]
+    result = LoadResult()
+    for position, row in enumerate(rows):
+        record_id = (row.get("id") or "").strip() or f"#{position}"
+        structure_path = find_structure_file(folder, record_id)
+        if structure_path is None:
+            result.reject(record_id, "structure", f"no structure file for '{record_id}' in {folder / 'cif'}")
+            continue
+        try:
+            structure = read_structure_file(structure_path)
+        except Exception as err:  # noqa: BLE001 - any parse failure becomes a recorded rejection
+            result.reject(record_id, "structure", f"cannot parse {structure_path.name}: {err}")
+            continue
+        value = _target_value(row, target, record_id, result, require_target)
+        if value is None:
+            continue
+        text = _text_or_none(row.get(text_column) if text_column else None, clean=True)
+        result.records.append(StructureRecord(record_id, structure, value, text))
+    return result
