@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import itertools
 import json
 import re
 import textwrap
@@ -59,7 +60,7 @@ def field_docstrings(cls: type) -> dict[str, str]:
     class_def = next(node for node in tree.body if isinstance(node, ast.ClassDef))
     docs: dict[str, str] = {}
     body = class_def.body
-    for node, following in zip(body, body[1:]):
+    for node, following in itertools.pairwise(body):
         if (
             isinstance(node, ast.AnnAssign)
             and isinstance(node.target, ast.Name)

@@ -88,24 +88,23 @@ def resume_checkpoint_path(run_dir: Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def check_resume_state(path: Path) -> None:
+def check_resume_state(path: Path) -> tuple[int, float]:
     """Load ``path`` with ``weights_only=True`` (tensors and plain containers only) or refuse it.
+
+    Returns:
+        The last completed epoch and the training seconds spent so far, both read from the checkpoint
+        itself (so they cannot disagree with the state that is resumed).
 
     Raises:
         RunDirectoryError: The file is not a plain training state (corrupted, or it would run code).
     """
     try:
-        torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        epoch = int(state["epoch"])
+        seconds = float(state.get("callbacks", {}).get(ResumeCheckpoint.__name__, {}).get("seconds", 0.0))
     except Exception as err:  # noqa: BLE001 - any failure means the file cannot be trusted
         raise RunDirectoryError(f"refusing resume state {path}: not a plain training state ({err})") from err
-
-
-def last_saved_epoch(run_dir: Path) -> int:
-    """The epoch stored in ``resume/last.json`` (-1 without one)."""
-    try:
-        return int(json.loads((Path(run_dir) / RESUME_DIR / "last.json").read_text())["epoch"])
-    except (OSError, ValueError, KeyError, json.JSONDecodeError):
-        return -1
+    return epoch, seconds
 
 
 def truncate_metrics(path: Path, last_epoch: int) -> None:
@@ -129,6 +128,14 @@ class ResumeCheckpoint(L.Callback):
         self.directory = Path(run_dir) / RESUME_DIR
         self.clock_start = clock_start
 
+    @property
+    def state_key(self) -> str:
+        return type(self).__name__
+
+    def state_dict(self) -> dict[str, float]:
+        """Training seconds so far, stored inside the checkpoint."""
+        return {"seconds": time.perf_counter() - self.clock_start}
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
@@ -138,8 +145,8 @@ class ResumeCheckpoint(L.Callback):
         trainer.strategy.barrier()
         if trainer.is_global_zero:
             os.replace(tmp, self.directory / "last.ckpt")
-            seconds = time.perf_counter() - self.clock_start
-            write_json_atomic(self.directory / "last.json", {"epoch": trainer.current_epoch, "seconds": seconds})
+            # A progress marker for people and tools; resuming reads epoch and seconds from last.ckpt itself.
+            write_json_atomic(self.directory / "last.json", {"epoch": trainer.current_epoch})
 
 
 class RngState(L.Callback):

@@ -22,6 +22,7 @@ from crysfuse.data.dataset import make_loader
 from crysfuse.data.pipeline import PreparedData, prepare
 from crysfuse.data.sources import Rejection, load_records
 from crysfuse.data.splits import Split, seeded_split, split_from_file
+from crysfuse.data.store import item_list, item_targets
 from crysfuse.io import write_csv_atomic, write_json_atomic
 from crysfuse.models.crysfuse import CrysFuseModel, model_uses_text
 from crysfuse.monitor import GateMonitor
@@ -33,7 +34,6 @@ from crysfuse.training.resume import (
     RngState,
     RunDirectoryError,
     RunLock,
-    last_saved_epoch,
     read_status,
     resume_checkpoint_path,
     check_resume_state,
@@ -51,14 +51,6 @@ class RunResult:
 
     run_dir: Path
     summary: dict[str, Any]
-
-
-def previous_seconds(run_dir: Path) -> float:
-    """Training seconds spent before an interruption (kept in ``resume/last.json``)."""
-    try:
-        return float(json.loads((run_dir / "resume" / "last.json").read_text())["seconds"])
-    except (OSError, ValueError, KeyError, json.JSONDecodeError):
-        return 0.0
 
 
 def write_rejections(path: Path, rejections: list[Rejection]) -> None:
@@ -120,7 +112,7 @@ def train(config: Config, *, resume: bool | None = None) -> RunResult:
     run_dir = Path(config.experiment.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not is_primary_process():
-        return _train_in_run_dir(config, run_dir, checkpoint=None, primary=False)
+        return _train_in_run_dir(config, run_dir, resume_from=None, primary=False)
     with RunLock(run_dir):
         decision = decide_resume(run_dir, config, resume)
         if decision == "finished":
@@ -128,13 +120,21 @@ def train(config: Config, *, resume: bool | None = None) -> RunResult:
             logger.info("run %s already finished (val MAE %.4f); nothing to do", run_dir, summary["val_mae"])
             return RunResult(run_dir=run_dir, summary=summary)
         write_status(run_dir, "running", pid=os.getpid())
-        result = _train_in_run_dir(config, run_dir, checkpoint=decision, primary=True)
+        result = _train_in_run_dir(config, run_dir, resume_from=decision, primary=True)
         write_status(run_dir, "finished")
     return result
 
 
-def decide_resume(run_dir: Path, config: Config, resume: bool | None) -> Path | str | None:
-    """``"finished"``, the checkpoint to resume from, or ``None`` for a fresh start (old partial files cleared)."""
+@dataclass
+class ResumePoint:
+    """The saved training state to continue from, and the training seconds it already cost."""
+
+    checkpoint: Path
+    seconds: float
+
+
+def decide_resume(run_dir: Path, config: Config, resume: bool | None) -> ResumePoint | str | None:
+    """``"finished"``, where to resume from, or ``None`` for a fresh start (old partial files cleared)."""
     saved_config = run_dir / "config.json"
     if saved_config.exists():
         differences = config_differences(Config.load(saved_config), config)
@@ -149,11 +149,10 @@ def decide_resume(run_dir: Path, config: Config, resume: bool | None) -> Path | 
         return "finished"
     checkpoint = resume_checkpoint_path(run_dir)
     if checkpoint is not None:
-        check_resume_state(checkpoint)
-        epoch = last_saved_epoch(run_dir)
+        epoch, seconds = check_resume_state(checkpoint)
         truncate_metrics(run_dir / "metrics.jsonl", epoch)
-        logger.info("resuming %s after epoch %d", run_dir, epoch)
-        return checkpoint
+        logger.info("resuming %s after epoch %d (%.0f s of training so far)", run_dir, epoch, seconds)
+        return ResumePoint(checkpoint, seconds)
     if resume:
         raise RunDirectoryError(f"{run_dir} has no saved training state to resume from")
     (run_dir / "metrics.jsonl").unlink(missing_ok=True)
@@ -179,8 +178,10 @@ def config_differences(old: Config, new: Config) -> list[str]:
             if k not in IGNORED_CONFIG_KEYS and a.get(k) != b.get(k)]
 
 
-def _train_in_run_dir(config: Config, run_dir: Path, *, checkpoint: Path | None, primary: bool) -> RunResult:
-    started = time.perf_counter() - (previous_seconds(run_dir) if checkpoint else 0.0)
+def _train_in_run_dir(
+    config: Config, run_dir: Path, *, resume_from: ResumePoint | None, primary: bool
+) -> RunResult:
+    started = time.perf_counter() - (resume_from.seconds if resume_from else 0.0)
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     if primary:
         config.save(run_dir / "config.json")
@@ -194,11 +195,11 @@ def _train_in_run_dir(config: Config, run_dir: Path, *, checkpoint: Path | None,
         write_rejections(run_dir / "rejections.csv", rejections)
         logger.info("%s; manifest: %s", summarize_rejections(rejections), run_dir / "rejections.csv")
         write_json_atomic(run_dir / "splits.json", split.to_dict())
-    items = {name: [prepared.items[i] for i in getattr(split, name)] for name in ("train", "val", "test")}
+    items = {name: item_list(prepared.items, getattr(split, name)) for name in ("train", "val", "test")}
     logger.info("split: %d train, %d val, %d test", *(len(v) for v in items.values()))
 
     model = CrysFuseModel(config, dim_text=prepared.text.dim_text)
-    train_targets = np.array([float(d.y) for d in items["train"]])
+    train_targets = np.array(item_targets(items["train"]))
     model.set_target_scaling(float(train_targets.mean()), float(train_targets.std()))
     if primary:
         write_meta(run_dir, dim_text=prepared.text.dim_text, encoder_id=prepared.text.encoder_id)
@@ -236,7 +237,7 @@ def _train_in_run_dir(config: Config, run_dir: Path, *, checkpoint: Path | None,
         for name, data in (("train", train_items), ("val", items["val"]))
     }
     trainer.fit(CrysFuseLightning(model, config), loaders["train"], loaders["val"],
-                ckpt_path=checkpoint, weights_only=True)
+                ckpt_path=resume_from.checkpoint if resume_from else None, weights_only=True)
     train_seconds = time.perf_counter() - started
     if not trainer.is_global_zero:
         return RunResult(run_dir=run_dir, summary={})
