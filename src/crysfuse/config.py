@@ -26,19 +26,24 @@ class DataConfig:
     """Where the records come from and how they are split."""
 
     path: str = ""
-    """Data source: a JARVIS-style JSON/JSON.gz file or a CGCNN folder (``id_prop.csv`` + structure files)."""
+    """Data source: JARVIS-style JSON/JSON.gz, a CGCNN folder (``id_prop.csv`` + structure files), a CrysMMNet
+    folder (``description.csv`` + ``cif/``), a table (CSV/JSONL/Parquet with a structure column) or
+    ``jarvis:<dataset>`` (see docs/data.md)."""
     target: str = ""
     """Target key (JSON field or the ``id_prop.csv`` value column name, ``target`` for CGCNN folders)."""
     limit: int | None = None
-    """Deterministic subset: the first ``limit`` usable records in id order of the source."""
+    """Deterministic subset: the first ``limit`` rows of the source (rejected rows among them are reported)."""
     split_file: str | None = None
     """JSON ``{"train": [ids], "val": [...], "test": [...]}``; ids missing from the data are reported."""
     split_seed: int = 0
+    """Seed of the train/val/test split when no ``split_file`` is given (independent of ``train.seed``)."""
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    """Train/val/test fractions of the seeded split."""
     text_file: str | None = None
     """Descriptions joined by id: JSONL ``{"id", "text"}`` or CSV ``id,text`` (optionally gzipped)."""
     cache_dir: str | None = None
-    """On-disk cache of graphs, descriptions and embeddings; default ``~/.cache/crysfuse``."""
+    """On-disk cache of graphs, descriptions and embeddings; default ``$CRYSFUSE_CACHE``, else
+    ``~/.cache/crysfuse``."""
 
 
 @dataclass
@@ -46,8 +51,11 @@ class GraphConfig:
     """Periodic neighbour graph (ALIGNN semantics)."""
 
     cutoff: float = 8.0
+    """Initial neighbour cutoff in Å; grown (as in ALIGNN) when an atom has fewer than ``max_neighbors``."""
     max_neighbors: int = 12
+    """Neighbours kept per atom: all within the ``max_neighbors``-th nearest distance (ties kept)."""
     max_atoms: int = 1000
+    """Larger cells are rejected with a record (no out-of-memory crash)."""
 
 
 @dataclass
@@ -59,7 +67,9 @@ class TextConfig:
     encoder: str = "minilm"
     """Hugging Face model: ``minilm`` (offline default), a hub name, or a local folder (e.g. MatSciBERT)."""
     max_length: int = 512
+    """Tokens per text; longer texts are truncated and counted (``text_truncated`` in ``summary.json``)."""
     batch_size: int = 32
+    """Texts per encoder batch when embeddings are computed (once; they are cached)."""
 
 
 @dataclass
@@ -67,15 +77,21 @@ class ModelConfig:
     """ALIGNN graph encoder and prediction head (defaults follow ALIGNN's published configuration)."""
 
     num_alignn_layers: int = 4
+    """ALIGNN layers (edge-gated convolution on the crystal graph, then on the line graph)."""
     num_gcn_layers: int = 4
+    """Edge-gated convolutions on the crystal graph after the ALIGNN layers."""
     dim_hidden: int = 256
+    """Width of atom, bond and angle features in the graph encoder."""
     dim_embedding: int = 64
+    """Width of the intermediate bond/angle embedding (RBF → dim_embedding → dim_hidden)."""
     num_distance_bins: int = 80
+    """Gaussian RBF bins for bond lengths over 0–8 Å."""
     num_angle_bins: int = 40
+    """Gaussian RBF bins for bond-angle cosines over [-1, 1]."""
     dim_projection: int = 64
     """Size of the graph vector and the projected text fed to fusion."""
     dim_head: int = 64
-    dropout: float = 0.0
+    """Hidden width of the prediction head (fused vector → dim_head → 1)."""
 
 
 @dataclass
@@ -83,9 +99,13 @@ class FusionConfig:
     """Which fusion variant, and its sizes."""
 
     name: str = "simplified"
+    """Fusion variant (registry key; see ``crysfuse models`` and docs/fusion.md)."""
     num_heads: int = 4
+    """Attention heads of the cross-attention blocks (must divide ``model.dim_projection``)."""
     dim_hidden: int = 256
+    """Hidden width of the gate MLPs."""
     dropout: float = 0.1
+    """Dropout in attention and gate MLPs."""
     quality_threshold: float = 3.0
     """Initial text-norm threshold of the quality gates (fixed in ``gated``, learnable in ``quality``)."""
     warmup_steps: int = 500
@@ -93,6 +113,7 @@ class FusionConfig:
     middle_layers: list[int] = field(default_factory=list)
     """Node-level text injection after these ALIGNN layers (0-based); combinable with any variant."""
     middle_dim_hidden: int = 128
+    """Hidden width of the middle-fusion text transform."""
     return_attention: bool = False
     """Attention variants also return attention weights and their normalised entropy."""
 
@@ -106,10 +127,15 @@ class TextCorruptionConfig:
     """
 
     probability: float = 0.0
+    """Chance that a training crystal is shown a corrupted text in an epoch (0 switches augmentation off)."""
     strategies: list[str] = field(default_factory=lambda: ["random_word", "sentence"])
+    """Corruption strategies to draw from (random_token, random_word, sentence, keep_keywords)."""
     modes: list[str] = field(default_factory=lambda: ["mask", "delete"])
+    """Corruption modes to draw from (mask, delete)."""
     ratios: list[float] = field(default_factory=lambda: [0.5, 1.0])
+    """Corruption ratios to draw from (1 with delete = no text)."""
     variants: int = 2
+    """Corrupted versions prepared per training record."""
 
 
 @dataclass
@@ -117,26 +143,39 @@ class TrainConfig:
     """Optimisation, model selection (validation only) and hardware."""
 
     epochs: int = 100
+    """Maximum epochs (early stopping may end sooner)."""
     batch_size: int = 32
+    """Crystals per batch (per process under DDP)."""
     learning_rate: float = 1e-3
+    """Peak learning rate of the one-cycle schedule (AdamW)."""
     weight_decay: float = 1e-5
+    """AdamW weight decay."""
     loss: str = "mse"
     """``mse`` or ``l1``."""
     gradient_clip: float = 1.0
+    """Gradient-norm clipping (0 disables it)."""
     pct_start: float = 0.3
     """Fraction of the one-cycle schedule spent warming up."""
     patience: int | None = 20
     """Early stopping on validation MAE; ``None`` disables it."""
     seed: int = 0
+    """Seed of weights, shuffling, dropout and augmentation."""
     num_workers: int = 0
+    """DataLoader worker processes (0: load in the training process; items are small and cached)."""
     accelerator: str = "auto"
+    """Lightning accelerator: ``auto``, ``cpu``, ``gpu``, ..."""
     devices: int | str = "auto"
     """Devices per node: a count, "auto", or a list spec such as "0,1"."""
     strategy: str = "auto"
+    """Lightning strategy: ``auto``, ``ddp`` (multi-process; see docs/distributed.md), ..."""
     num_nodes: int = 1
+    """Machines for multi-node DDP."""
     precision: str = "32-true"
+    """Lightning precision, e.g. ``32-true`` or ``bf16-mixed``."""
     progress_bar: bool = True
+    """Show Lightning's progress bar."""
     deterministic: bool = True
+    """Ask PyTorch for deterministic algorithms (identical results on CPU; see docs/reliability.md)."""
     text_corruption: TextCorruptionConfig = field(default_factory=TextCorruptionConfig)
 
 
@@ -176,7 +215,9 @@ class ExperimentConfig:
     """Bookkeeping for the run."""
 
     run_dir: str = "runs/default"
+    """Where the run directory is written."""
     name: str = ""
+    """Label of the run in comparisons (default: the fusion key, ``+middle`` with middle fusion)."""
 
 
 @dataclass

@@ -95,7 +95,10 @@ def lightning_strategy(name: str) -> str:
 
 def is_primary_process() -> bool:
     """True in the process that owns the run directory (global rank 0; every process when not distributed)."""
-    return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0" and os.environ.get("NODE_RANK", "0") == "0"
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):  # torchrun / SLURM / Lightning's own launcher
+        if name in os.environ:
+            return os.environ[name] == "0" and os.environ.get("NODE_RANK", "0") == "0"
+    return os.environ.get("NODE_RANK", "0") == "0"
 
 
 def train(config: Config, *, resume: bool | None = None) -> RunResult:
