@@ -13,9 +13,8 @@ from crysfuse.data.sources import (
     _target_value,
     _text_or_none,
     csv_rows,
-    find_structure_file,
+    structure_for_id,
 )
-from crysfuse.data.structures import read_structure_file
 
 
 def load_crysmmnet(folder: Path, target: str | None, *, limit: int | None, require_target: bool) -> LoadResult:
@@ -40,14 +39,8 @@ def load_crysmmnet(folder: Path, target: str | None, *, limit: int | None, requi
     result = LoadResult()
     for position, row in enumerate(rows):
         record_id = (row.get("id") or "").strip() or f"#{position}"
-        structure_path = find_structure_file(folder, record_id)
-        if structure_path is None:
-            result.reject(record_id, "structure", f"no structure file for '{record_id}' in {folder / 'cif'}")
-            continue
-        try:
-            structure = read_structure_file(structure_path)
-        except Exception as err:  # noqa: BLE001 - any parse failure becomes a recorded rejection
-            result.reject(record_id, "structure", f"cannot parse {structure_path.name}: {err}")
+        structure = structure_for_id(folder, record_id, result)
+        if structure is None:
             continue
         value = _target_value(row, target, record_id, result, require_target)
         if value is None:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pymatgen.core import Structure  # noqa: F401 - the type of StructureRecord.structure
+from pymatgen.core import Structure
 
 from crysfuse.data.structures import (  # noqa: F401 - re-exported: readers elsewhere import them from here
     checked_structure,
@@ -275,14 +275,8 @@ def _load_cgcnn_folder(
     result = LoadResult()
     for row in rows:
         record_id = row[0].strip()
-        structure_path = find_structure_file(folder, record_id)
-        if structure_path is None:
-            result.reject(record_id, "structure", f"no structure file for '{record_id}' in {folder}")
-            continue
-        try:
-            structure = read_structure_file(structure_path)
-        except Exception as err:  # noqa: BLE001
-            result.reject(record_id, "structure", f"cannot parse {structure_path.name}: {err}")
+        structure = structure_for_id(folder, record_id, result)
+        if structure is None:
             continue
         values = {"target": row[column] if column is not None and column < len(row) else None}
         value = _target_value(values, "target" if target is not None else None, record_id, result, require_target)
@@ -312,6 +306,20 @@ def _target_column(header: list[str] | None, target: str | None, id_prop: Path) 
     if target == "target":
         return 1
     raise DataSourceError(f"'{id_prop}' has no column '{target}'; columns: {header}")
+
+
+def structure_for_id(folder: Path, record_id: str, result: LoadResult) -> Structure | None:
+    """The parsed structure file of ``record_id`` in ``folder`` (or ``folder/cif``), or ``None`` after
+    recording why it is missing or unreadable."""
+    structure_path = find_structure_file(folder, record_id)
+    if structure_path is None:
+        result.reject(record_id, "structure", f"no structure file for '{record_id}' in {folder}")
+        return None
+    try:
+        return read_structure_file(structure_path)
+    except Exception as err:  # noqa: BLE001 - any parse failure becomes a recorded rejection
+        result.reject(record_id, "structure", f"cannot parse {structure_path.name}: {err}")
+        return None
 
 
 def find_structure_file(folder: Path, record_id: str) -> Path | None:
