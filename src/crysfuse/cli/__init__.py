@@ -8,11 +8,24 @@ import sys
 from typing import Sequence
 
 from crysfuse import __version__
-from crysfuse.cli import compare, config, data, demo, diagnose, models, predict, report, robustness, train
+from crysfuse.cli import (
+    compare,
+    config,
+    data,
+    demo,
+    diagnose,
+    models,
+    predict,
+    preprocess,
+    report,
+    robustness,
+    train,
+)
 
 COMMANDS = {
     "train": train, "predict": predict, "models": models, "robustness": robustness, "demo": demo, "data": data,
     "diagnose": diagnose, "compare": compare, "report": report, "config": config,
+    "preprocess": preprocess,
 }
 
 

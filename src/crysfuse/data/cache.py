@@ -40,8 +40,11 @@ class GraphCache:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root) / "graphs"
 
-    def _path(self, key: str) -> Path:
+    def path(self, key: str) -> Path:
+        """File that holds (or would hold) the graph of ``key``."""
         return self.root / key[:2] / f"{key}.safetensors"
+
+    _path = path
 
     def get(self, key: str) -> CrystalGraph | None:
         """The cached graph, or ``None`` on a miss or an unreadable entry (which is deleted)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,10 @@ from crysfuse.data.graphs import CrystalGraph, GraphBuildError, GraphSettings, b
 from crysfuse.data.sources import Rejection, StructureRecord, read_text_file
 
 logger = logging.getLogger(__name__)
+
+
+LAZY_MIN_RECORDS = int(os.environ.get("CRYSFUSE_LAZY_MIN_RECORDS", "5000"))
+"""From this many records on, :func:`prepare` returns lazy items (read from the caches on access)."""
 
 
 def default_cache_dir(config: Config) -> Path:
@@ -41,9 +46,14 @@ class TextInfo:
 
 @dataclass
 class PreparedData:
-    """Items by record id, in record order, plus rejections and text bookkeeping."""
+    """Items by record id, in record order, plus rejections and text bookkeeping.
 
-    items: dict[str, CrystalData] = field(default_factory=dict)
+    ``items`` is a plain dict for small data and a :class:`~crysfuse.data.store.LazyItems` mapping (values read
+    from the on-disk caches on access) from :data:`LAZY_MIN_RECORDS` records on; use
+    :func:`~crysfuse.data.store.item_list` to take a subset without loading it.
+    """
+
+    items: Mapping[str, CrystalData] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
     text: TextInfo = field(default_factory=TextInfo)
     texts: dict[str, str | None] = field(default_factory=dict)
@@ -132,9 +142,18 @@ def with_text(item: CrystalData, encoded) -> CrystalData:  # noqa: ANN001 - Enco
     return other
 
 
-def prepare(records: list[StructureRecord], config: Config, *, uses_text: bool) -> PreparedData:
-    """Turn records into model-ready items (graphs always; texts only when the model uses them)."""
+def prepare(
+    records: list[StructureRecord], config: Config, *, uses_text: bool, lazy: bool | None = None
+) -> PreparedData:
+    """Turn records into model-ready items (graphs always; texts only when the model uses them).
+
+    Args:
+        lazy: keep only cache references and load each item on access (default: from
+            :data:`LAZY_MIN_RECORDS` records on). The items are the same either way.
+    """
     cache_dir = default_cache_dir(config)
+    if lazy if lazy is not None else len(records) >= LAZY_MIN_RECORDS:
+        return prepare_lazy(records, config, uses_text=uses_text, cache_dir=cache_dir)
     result = PreparedData()
     graphs, result.rejections = build_graphs(records, graph_settings(config), GraphCache(cache_dir))
     kept = [r for r in records if r.id in graphs]
@@ -155,4 +174,53 @@ def prepare(records: list[StructureRecord], config: Config, *, uses_text: bool) 
             logger.warning("%d texts were truncated to %d tokens", result.text.num_truncated, config.text.max_length)
         for record, enc in zip(kept, encoded):
             result.items[record.id] = with_text(result.items[record.id], enc)
+    return result
+
+
+def prepare_lazy(records: list[StructureRecord], config: Config, *, uses_text: bool, cache_dir: Path) -> PreparedData:
+    """:func:`prepare` with :class:`~crysfuse.data.store.LazyItems`: cache entries are only checked for
+    presence here (graphs and embeddings that are missing are built and stored, in chunks); their contents are
+    validated when an item is loaded, and a damaged entry is rebuilt then."""
+    from crysfuse.data.store import LazyEntry, LazyItems
+
+    settings = graph_settings(config)
+    graph_cache = GraphCache(cache_dir)
+    result = PreparedData()
+    keys: dict[str, str] = {}
+    built = 0
+    for record in records:
+        key = structure_key(record.structure, settings)
+        if not graph_cache.path(key).is_file():
+            try:
+                check_elements(record.structure.atomic_numbers)
+                graph_cache.put(key, build_crystal_graph(record.structure, settings))
+                built += 1
+            except (GraphBuildError, UnknownElementError) as err:
+                result.rejections.append(Rejection(record.id, "graph", str(err)))
+                continue
+        keys[record.id] = key
+    logger.info("graphs: %d ready (%d built, %d in the cache, read on access), %d rejected",
+                len(keys), built, len(keys) - built, len(result.rejections))
+    kept = [r for r in records if r.id in keys]
+    texts: list[str | None] = [None] * len(kept)
+    if uses_text:
+        texts = resolve_texts(kept, config, cache_dir, result.text)
+        result.texts = {r.id: t for r, t in zip(kept, texts)}
+        side = result.text_side = TextSide(config, cache_dir)
+        result.text.encoder_id = side.encoder.model_id
+        result.text.dim_text = side.encoder.dim
+        distinct = dict.fromkeys(t for t in texts if t and str(t).strip())
+        misses = [t for t in distinct if not side.cache.path(t).is_file()]
+        logger.info("text embeddings: %d distinct texts, %d in the cache (read on access), %d to encode",
+                    len(distinct), len(distinct) - len(misses), len(misses))
+        for start in range(0, len(misses), 512):
+            chunk = misses[start:start + 512]
+            for text, encoded in zip(chunk, side.encoder.encode(chunk)):
+                side.cache.put(text, encoded)
+                result.text.num_truncated += int(encoded.truncated)
+    entries = {
+        r.id: LazyEntry(keys[r.id], text, r.target, index) for index, (r, text) in enumerate(zip(kept, texts))
+    }
+    result.items = LazyItems(entries, graph_cache, text_side=result.text_side, dim_text=result.text.dim_text,
+                             structures={r.id: r.structure for r in kept}, settings=settings)
     return result
