@@ -150,8 +150,10 @@ def run_matrix(matrix: Matrix, *, jobs: int = 1) -> dict[str, Any]:
         for cell, code in pool.map(lambda c: _run_cell(c, matrix.robustness), todo):
             if code != 0:
                 failed.append(str(cell.run_dir))
-                logger.error("cell %s seed %d failed (exit %d); log: %s.log", cell.label, cell.seed, code,
-                             cell.run_dir)
+                log_path = cell.run_dir.parent / f"{cell.run_dir.name}.log"
+                tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
+                logger.error("cell %s seed %d failed (exit %d); log %s ends with:\n%s", cell.label, cell.seed,
+                             code, log_path, "\n".join(tail))
             else:
                 logger.info("cell %s seed %d finished", cell.label, cell.seed)
     return {"cells": len(matrix.cells), "skipped": skipped, "ran": len(todo) - len(failed), "failed": failed}
