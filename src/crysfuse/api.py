@@ -17,8 +17,8 @@ import numpy as np
 
 from crysfuse.checkpoint import LoadedModel, load_run
 from crysfuse.config import Config
-from crysfuse.data.pipeline import prepare
 from crysfuse.data.objects import records_from_structures
+from crysfuse.data.pipeline import prepare
 from crysfuse.data.sources import Rejection, load_records
 from crysfuse.predict import Predictions, predict_items, write_predictions_csv
 

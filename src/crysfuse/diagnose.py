@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from crysfuse.markup import escape_markdown as md
 from crysfuse.config import MonitorConfig
 from crysfuse.data.corruption import Corruption, corrupt_text
 from crysfuse.data.pipeline import with_text
 from crysfuse.data.sources import load_records
 from crysfuse.io import write_json_atomic, write_text_atomic
+from crysfuse.markup import escape_markdown as md
 from crysfuse.monitor import STATISTICS_FILE, check_gate, gate_kind, summarize
 from crysfuse.predict import Predictions, predict_items, regression_metrics
 from crysfuse.robustness import EvaluationSet, load_evaluation_set

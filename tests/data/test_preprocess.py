@@ -110,7 +110,7 @@ def test_truncated_entries_are_detected_and_rebuilt(preprocessed, mp36k_slice) -
 
 
 def _texts(config: Config) -> dict[str, str]:
-    from crysfuse.data.sources import read_text_file
+    from crysfuse.data.text_files import read_text_file
 
     return read_text_file(config.data.text_file)
 

@@ -9,13 +9,9 @@ import zipfile
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from crysfuse.data.sources import (
-    DataSourceError,
-    load_records,
-    read_text_file,
-    records_from_structures,
-    save_records,
-)
+from crysfuse.data.objects import records_from_structures, save_records
+from crysfuse.data.sources import DataSourceError, load_records
+from crysfuse.data.text_files import read_text_file
 from crysfuse.data.tables import write_table
 from tests.conftest import SHARED_DATA, TINY_MODEL, jarvis_record
 

@@ -74,7 +74,8 @@ def check_source(path: str, target: str | None, config: Config, *, limit: int | 
     """The summary (a JSON-able dict) and the rejections of one data source."""
     from crysfuse.data.cache import GraphCache
     from crysfuse.data.pipeline import build_graphs, default_cache_dir, graph_settings
-    from crysfuse.data.sources import load_records, read_text_file
+    from crysfuse.data.sources import load_records
+    from crysfuse.data.text_files import read_text_file
 
     loaded = load_records(path, target, limit=limit, require_target=target is not None)
     records = loaded.records

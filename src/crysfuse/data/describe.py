@@ -27,17 +27,27 @@ import hashlib
 import json
 import logging
 import os
-import re
 import signal
 import threading
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from crysfuse.registry import Registry
+from crysfuse.data.describers import (  # noqa: F401 - re-exported
+    _FORMAT_VERSION,
+    _PROGRESS_EVERY_S,
+    DESCRIBERS,
+    DescriberError,
+    DescriberTimeout,
+    JarvisDescriber,
+    RobocrysDescriber,
+    RobocrysFastDescriber,
+    _jarvis_version,
+    canonicalize_wyckoff,
+    clean_text,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from pymatgen.core import Structure
@@ -56,211 +66,6 @@ __all__ = [
     "describe_many",
     "structure_fingerprint",
 ]
-
-DESCRIBERS: Registry = Registry("describer")
-
-#: Bump when the describer's own post-processing of jarvis output changes (part of every cache key).
-_FORMAT_VERSION = "2"
-_PROGRESS_EVERY_S = 10.0
-
-
-class DescriberError(RuntimeError):
-    """A structure could not be described (unsupported structure, or the backend raised)."""
-
-
-class DescriberTimeout(DescriberError):
-    """Describing one structure took longer than the per-structure timeout."""
-
-
-class Describer(Protocol):
-    """What :data:`DESCRIBERS` entries provide."""
-
-    name: str
-
-    def describe(self, structure: Structure) -> str: ...
-
-
-@lru_cache(maxsize=1)
-def _jarvis_version() -> str:
-    try:
-        import jarvis
-
-        return str(getattr(jarvis, "__version__", "unknown"))
-    except ImportError:  # pragma: no cover - jarvis-tools is a hard dependency
-        return "missing"
-
-
-_WYCKOFF_RE = re.compile(r"(with Wyckoff symbols )([A-Za-z](?:, [A-Za-z])*)(\.?\s*)$")
-
-
-def canonicalize_wyckoff(text: str) -> str:
-    """Sort the Wyckoff letters at the end of a jarvis ``desc_2`` text ("... symbols b, a." → "a, b.").
-
-    Texts without that closing clause are returned unchanged.
-    """
-    match = _WYCKOFF_RE.search(text)
-    if match is None:
-        return text
-    letters = ", ".join(sorted(match.group(2).split(", ")))
-    return text[: match.start(2)] + letters + text[match.end(2) :]
-
-
-def _to_jarvis_atoms(structure: Structure) -> Any:
-    """pymatgen ``Structure`` → ``jarvis.core.atoms.Atoms`` (fractional coordinates, element symbols)."""
-    from jarvis.core.atoms import Atoms
-
-    if not structure.is_ordered:
-        raise DescriberError("disordered structures (partial occupancies) cannot be described by jarvis")
-    elements = [site.specie.symbol for site in structure]
-    return Atoms(
-        lattice_mat=structure.lattice.matrix.tolist(),
-        coords=structure.frac_coords.tolist(),
-        elements=elements,
-        cartesian=False,
-    )
-
-
-@DESCRIBERS.register("jarvis")
-class JarvisDescriber:
-    """Fast built-in describer: jarvis-tools ``Atoms.describe()["desc_2"]`` (one paragraph, ~100 words)."""
-
-    name = "jarvis"
-
-    @property
-    def version(self) -> str:
-        """Identifies the exact text this describer produces (jarvis-tools version + our post-processing)."""
-        return f"jarvis-tools=={_jarvis_version()};fmt={_FORMAT_VERSION}"
-
-    def describe(self, structure: Structure) -> str:
-        """Describe one structure.
-
-        Args:
-            structure: an ordered pymatgen ``Structure``.
-
-        Returns:
-            The paragraph, with the Wyckoff letters sorted (see the module docstring).
-
-        Raises:
-            DescriberError: the structure is unsupported or jarvis-tools failed on it.
-        """
-        try:
-            atoms = _to_jarvis_atoms(structure)
-            text = atoms.describe()["desc_2"]
-        except DescriberError:
-            raise
-        except Exception as exc:  # jarvis raises anything from ValueError to IndexError on odd cells
-            raise DescriberError(f"jarvis describe failed: {type(exc).__name__}: {exc}") from exc
-        if not isinstance(text, str) or not text.strip():
-            raise DescriberError("jarvis describe returned an empty text")
-        return canonicalize_wyckoff(text)
-
-
-@lru_cache(maxsize=1)
-def _robocrys_version() -> str:
-    try:
-        import robocrys
-
-        return str(getattr(robocrys, "__version__", "unknown"))
-    except ImportError:
-        return "missing"
-
-
-@DESCRIBERS.register("robocrys")
-class RobocrysDescriber:
-    """robocrystallographer text (CrysMMNet's describer), with mineral matching: ≈ 6 s per structure.
-
-    Optional extra: ``pip install 'crysfuse[describe]'`` (robocrys). Runs in worker processes with a
-    per-structure timeout when used through :func:`describe_many` (``default_workers`` / ``default_timeout``).
-    Oxidation states are not guessed (the CrysMMNet texts carry none). The text is passed through
-    :func:`clean_text` (numpy reprs such as ``np.int64(0)``, doubled words, whitespace).
-
-    Args:
-        mineral_matching: match the structure against robocrys' mineral prototypes ("Molybdenite-like").
-            About six times slower; ``robocrys_fast`` is this class with ``mineral_matching=False``.
-    """
-
-    name = "robocrys"
-    default_workers = max(1, min(4, (os.cpu_count() or 1)))
-    default_timeout: float | None = 120.0
-
-    def __init__(self, mineral_matching: bool = True) -> None:
-        self.mineral_matching = mineral_matching
-        self._condenser: Any = None
-        self._describer: Any = None
-
-    @property
-    def version(self) -> str:
-        return f"robocrys=={_robocrys_version()};mineral={int(self.mineral_matching)};fmt=1"
-
-    def _load(self) -> None:
-        if self._condenser is not None:
-            return
-        try:
-            from robocrys import StructureCondenser, StructureDescriber
-        except ImportError as exc:
-            raise DescriberError(
-                "the robocrys describer needs robocrystallographer: pip install 'crysfuse[describe]' "
-                "(or pip install robocrys)"
-            ) from exc
-        self._condenser = StructureCondenser(mineral_matcher=None if self.mineral_matching else False)
-        self._describer = StructureDescriber(describe_oxidation_states=False)
-
-    def describe(self, structure: Structure) -> str:
-        """Describe one ordered structure; raises :class:`DescriberError` on any failure."""
-        import warnings
-
-        self._load()
-        if not structure.is_ordered:
-            raise DescriberError("disordered structures (partial occupancies) cannot be described by robocrys")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                condensed = self._condenser.condense_structure(structure)
-                text = self._describer.describe(condensed)
-        except DescriberError:
-            raise
-        except Exception as exc:
-            raise DescriberError(f"robocrys failed: {type(exc).__name__}: {exc}") from exc
-        text = clean_text(text) if isinstance(text, str) else ""
-        if not text:
-            raise DescriberError("robocrys returned an empty text")
-        return text
-
-
-@DESCRIBERS.register("robocrys_fast")
-class RobocrysFastDescriber(RobocrysDescriber):
-    """robocrystallographer text without mineral matching: ≈ 1 s per structure."""
-
-    name = "robocrys_fast"
-
-    def __init__(self, mineral_matching: bool = False) -> None:
-        super().__init__(mineral_matching=mineral_matching)
-
-
-# --------------------------------------------------------------------------------------------- cleaning
-
-_NP_REPR_RE = re.compile(
-    r"\bnp\.(?:u?int(?:8|16|32|64)?|float(?:16|32|64|128)?|bool_?|str_)\(\s*'?([^()']*?)'?\s*\)"
-)
-_DOUBLED_WORD_RE = re.compile(r"\b([^\W\d_]+)(?:\s+\1\b)+", flags=re.IGNORECASE)
-_WS_RE = re.compile(r"\s+")
-
-
-def clean_text(text: str) -> str:
-    """Normalise a description for the text encoder.
-
-    * numpy scalar reprs become plain values: ``np.int64(0)`` → ``0``, ``np.float64(1.5)`` → ``1.5``;
-    * runs of whitespace (including newlines and tabs) become one space, ends are stripped;
-    * immediately doubled words collapse (``"the the"`` → ``"the"``, case-insensitive, keeps the first; words of
-      letters only, so repeated numbers such as ``"90 90"`` stay).
-
-    Everything else (punctuation, units, symbols such as ``Å`` or ``º``) is kept.
-    """
-    if not text:
-        return ""
-    text = _NP_REPR_RE.sub(r"\1", text)
-    text = _WS_RE.sub(" ", text).strip()
-    return _DOUBLED_WORD_RE.sub(r"\1", text)
 
 
 # ------------------------------------------------------------------------------------------------ cache

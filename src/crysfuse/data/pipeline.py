@@ -17,7 +17,8 @@ from crysfuse.data.atom_features import UnknownElementError, check_elements
 from crysfuse.data.cache import GraphCache, structure_key
 from crysfuse.data.dataset import CrystalData, make_crystal_data
 from crysfuse.data.graphs import CrystalGraph, GraphBuildError, GraphSettings, build_crystal_graph
-from crysfuse.data.sources import Rejection, StructureRecord, read_text_file
+from crysfuse.data.sources import Rejection, StructureRecord
+from crysfuse.data.text_files import read_text_file
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -393,50 +392,3 @@ def csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 
 # ------------------------------------------------------------------------------------------- Python API
-
-
-def read_text_file(path: str | Path) -> dict[str, str]:
-    """Descriptions joined by id: JSONL ``{"id", "text"}`` or CSV with ``id`` and ``text``/``description``.
-
-    Raises:
-        DataSourceError: The file is missing, truncated or has neither layout.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DataSourceError(f"text file '{path}' does not exist")
-    name = path.name.removesuffix(".gz")
-    opener = gzip.open if path.name.endswith(".gz") else open
-    texts: dict[str, str] = {}
-    try:
-        with opener(path, "rt", encoding="utf-8", newline="") as handle:
-            if name.endswith(".csv"):
-                reader = csv.DictReader(handle)
-                column = next((c for c in ("text", "description") if c in (reader.fieldnames or [])), None)
-                if "id" not in (reader.fieldnames or []) or column is None:
-                    raise DataSourceError(f"'{path}': CSV needs 'id' and 'text' (or 'description') columns")
-                for row in reader:
-                    texts[str(row["id"])] = row[column]
-            else:
-                for number, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    item = json.loads(line)
-                    if not isinstance(item, dict) or "id" not in item or "text" not in item:
-                        raise DataSourceError(f"'{path}' line {number}: expected {{\"id\", \"text\"}}")
-                    texts[str(item["id"])] = item["text"]
-    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataSourceError(f"'{path}' cannot be read: {err}") from err
-    return texts
-
-
-def iter_ids(records: Iterable[StructureRecord]) -> list[str]:
-    """The ids of ``records`` in order."""
-    return [r.id for r in records]
-
-
-def __getattr__(name: str):  # noqa: ANN202 - lazy re-exports of the Python-object readers
-    if name in ("records_from_structures", "save_records"):
-        from crysfuse.data import objects
-
-        return getattr(objects, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

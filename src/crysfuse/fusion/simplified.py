@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from crysfuse.config import FusionConfig
 from crysfuse.fusion.base import FUSION, FusionInputs, FusionModule, FusionOutput, gate_diagnostics
 from crysfuse.fusion.blocks import ResidualCrossAttention, normalized_entropy, sigmoid_mlp
-from torch import nn
 
 
 @FUSION.register("simplified")

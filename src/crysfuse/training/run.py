@@ -29,18 +29,18 @@ from crysfuse.monitor import GateMonitor
 from crysfuse.predict import predict_items, regression_metrics, write_predictions_csv
 from crysfuse.training.augment import TextCorruptionDataset, corrupted_alternatives
 from crysfuse.training.callbacks import BestWeights, MetricsJsonl
+from crysfuse.training.module import CrysFuseLightning
 from crysfuse.training.resume import (
     ResumeCheckpoint,
     RngState,
     RunDirectoryError,
     RunLock,
+    check_resume_state,
     read_status,
     resume_checkpoint_path,
-    check_resume_state,
     truncate_metrics,
     write_status,
 )
-from crysfuse.training.module import CrysFuseLightning
 
 logger = logging.getLogger(__name__)
 
