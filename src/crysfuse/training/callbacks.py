@@ -51,7 +51,11 @@ class BestWeights(L.Callback):
         if trainer.sanity_checking or "val_mae" not in trainer.callback_metrics:
             return
         mae = float(trainer.callback_metrics["val_mae"])
-        if mae < self.best_mae:
+        # The first epoch is always kept (even with a non-finite MAE) so a finished run always has weights;
+        # afterwards only a finite improvement replaces them.
+        first = self.best_epoch < 0
+        better = math.isfinite(mae) and not mae >= self.best_mae
+        if first or better:
             self.best_mae, self.best_epoch = mae, trainer.current_epoch
             if trainer.is_global_zero:
                 save_weights(self.run_dir / WEIGHTS_FILE, pl_module.model)
