@@ -62,15 +62,9 @@ def silicon() -> Structure:
 
 def jarvis_record(record_id: str, structure: Structure, **fields) -> dict:
     """A JARVIS-style JSON record for ``structure``."""
-    atoms = {
-        "lattice_mat": structure.lattice.matrix.tolist(),
-        "coords": structure.frac_coords.tolist(),
-        "elements": [site.specie.symbol for site in structure],
-        "abc": list(structure.lattice.abc),
-        "angles": list(structure.lattice.angles),
-        "cartesian": False,
-        "props": [""] * len(structure),
-    }
+    from crysfuse.data.structures import jarvis_atoms_dict
+
+    atoms = jarvis_atoms_dict(structure)
     return {"id": record_id, "atoms": atoms, **fields}
 
 

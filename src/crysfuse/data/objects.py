@@ -17,7 +17,7 @@ from crysfuse.data.sources import (
     _target_value,
     _text_or_none,
 )
-from crysfuse.data.structures import structure_from_value
+from crysfuse.data.structures import jarvis_atoms_dict, structure_from_value
 
 
 def records_from_structures(
@@ -73,18 +73,9 @@ def save_records(records: Iterable[StructureRecord], path: str | Path, target: s
     path = Path(path)
     rows = []
     for record in records:
-        s = record.structure
         row: dict[str, Any] = {
             "id": record.id,
-            "atoms": {
-                "lattice_mat": s.lattice.matrix.tolist(),
-                "coords": s.frac_coords.tolist(),
-                "elements": [site.specie.symbol for site in s],
-                "abc": list(s.lattice.abc),
-                "angles": list(s.lattice.angles),
-                "cartesian": False,
-                "props": [""] * len(s),
-            },
+            "atoms": jarvis_atoms_dict(record.structure),
             target: None if math.isnan(record.target) else record.target,
         }
         if record.text is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from crysfuse.config import Config
-from crysfuse.data.atom_features import UnknownElementError, check_elements
+from crysfuse.data.atom_features import UnknownElementError
 from crysfuse.data.cache import GraphCache, structure_key
 from crysfuse.data.dataset import CrystalData, make_crystal_data
 from crysfuse.data.graphs import CrystalGraph, GraphBuildError, GraphSettings, build_crystal_graph
@@ -77,7 +77,6 @@ def build_graphs(
     built = 0
     for record in records:
         try:
-            check_elements(record.structure.atomic_numbers)
             key = structure_key(record.structure, settings)
             graph = cache.get(key) if cache else None
             if graph is None:
@@ -193,7 +192,6 @@ def prepare_lazy(records: list[StructureRecord], config: Config, *, uses_text: b
         key = structure_key(record.structure, settings)
         if not graph_cache.path(key).is_file():
             try:
-                check_elements(record.structure.atomic_numbers)
                 graph_cache.put(key, build_crystal_graph(record.structure, settings))
                 built += 1
             except (GraphBuildError, UnknownElementError) as err:

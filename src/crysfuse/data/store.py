@@ -160,7 +160,7 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
 
 def _build_chunk(cache_root: str, settings: Any, chunk: list[tuple[str, str, Any]]) -> list[tuple[str, str | None]]:
     """Worker: build and store the graphs of ``(id, key, structure)``; returns ``(id, error or None)``."""
-    from crysfuse.data.atom_features import UnknownElementError, check_elements
+    from crysfuse.data.atom_features import UnknownElementError
     from crysfuse.data.cache import GraphCache
     from crysfuse.data.graphs import GraphBuildError, build_crystal_graph
 
@@ -169,7 +169,6 @@ def _build_chunk(cache_root: str, settings: Any, chunk: list[tuple[str, str, Any
     out: list[tuple[str, str | None]] = []
     for record_id, key, structure in chunk:
         try:
-            check_elements(structure.atomic_numbers)
             cache.put(key, build_crystal_graph(structure, settings))
             out.append((record_id, None))
         except (GraphBuildError, UnknownElementError) as err:
@@ -221,7 +220,7 @@ def preprocess(config: Config, *, workers: int = 2, chunk_size: int = 64, text_c
             bar.update()
         else:
             try:
-                check_elements(record.structure.atomic_numbers)
+                check_elements(record.structure.atomic_numbers)  # cheap, before sending it to a worker
             except UnknownElementError as err:
                 rejected[record.id] = str(err)
                 bar.update()

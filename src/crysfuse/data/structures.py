@@ -150,3 +150,16 @@ def _is_ase_atoms(value: Any) -> bool:
     except ImportError:  # pragma: no cover - ase is a dependency
         return False
     return isinstance(value, AseAtoms)
+
+
+def jarvis_atoms_dict(structure: Structure) -> dict[str, Any]:
+    """pymatgen ``Structure`` → the ``atoms`` dict of JARVIS-style JSON (jarvis-tools ``Atoms.to_dict()``)."""
+    return {
+        "lattice_mat": structure.lattice.matrix.tolist(),
+        "coords": structure.frac_coords.tolist(),
+        "elements": [site.specie.symbol for site in structure],
+        "abc": list(structure.lattice.abc),
+        "angles": list(structure.lattice.angles),
+        "cartesian": False,
+        "props": [""] * len(structure),
+    }
