@@ -46,8 +46,17 @@ def test_matrix_writes_the_comparison(matrix_out):
         float(rows["graph_only"]["test_mae_mean"]), rel=1e-6)  # graph_only ignores text
     markdown = (result / "comparison.md").read_text()
     assert " ± " in markdown and "Ranked by validation MAE" in markdown
-    for name in ("comparison_mae.png", "comparison_robustness.png"):
+    for name in ("comparison_mae.png", "comparison_robustness.png", "comparison_gates.png"):
         assert (result / name).stat().st_size > 1000
+    with open(result / "comparison_robustness.csv", newline="") as handle:
+        curves = {(row["label"], float(row["ratio"])): row for row in csv.DictReader(handle)}
+    assert set(curves) == {(label, r) for label in ("graph_only", "simplified") for r in (0.0, 1.0)}
+    assert all(row["n_seeds"] == "2" and row["mode"] == "delete" for row in curves.values())
+    assert curves[("graph_only", 1.0)]["mae_mean"] == curves[("graph_only", 0.0)]["mae_mean"]  # no text used
+    assert curves[("graph_only", 0.0)]["gate_gate"] == ""  # graph_only reports no gate
+    assert 0 <= float(curves[("simplified", 1.0)]["gate_gate"]) <= 1
+    assert float(curves[("simplified", 0.0)]["mae_mean"]) == pytest.approx(
+        float(rows["simplified"]["test_mae_mean"]), rel=1e-4)
     ranks = sorted(rows.values(), key=lambda r: int(r["rank"]))
     assert float(ranks[0]["val_mae_mean"]) <= float(ranks[1]["val_mae_mean"])
 

@@ -127,6 +127,31 @@ def summarize(runs: list[RunInfo], baseline: str = "graph_only") -> list[dict[st
     return rows
 
 
+GATE_SUFFIX = "_mean"
+
+
+def robustness_summary(runs: list[RunInfo]) -> list[dict[str, Any]]:
+    """Robustness curves over seeds: one row per label × strategy × mode × ratio with the test MAE
+    (``mae_mean``, ``mae_std``) and every per-sample gate's mean (``gate_<key>``, ``gate_<key>_std``: mean and
+    std over seeds of the run's mean gate value)."""
+    groups: dict[tuple[str, str, str, float], list[dict[str, Any]]] = {}
+    for run in runs:
+        for row in run.robustness:
+            groups.setdefault((run.label, row["strategy"], row["mode"], float(row["ratio"])), []).append(row)
+    summary = []
+    for (label, strategy, mode, ratio), rows in sorted(groups.items()):
+        mae = _mean_std([float(r["mae"]) for r in rows])
+        entry: dict[str, Any] = {"label": label, "strategy": strategy, "mode": mode, "ratio": ratio,
+                                 "n_seeds": len(rows), "mae_mean": mae[0], "mae_std": mae[1]}
+        gate_keys = sorted({k for r in rows for k in r if k.endswith(GATE_SUFFIX)})
+        for key in gate_keys:
+            mean, std = _mean_std([r.get(key) for r in rows])
+            name = key[: -len(GATE_SUFFIX)]
+            entry[f"gate_{name}"], entry[f"gate_{name}_std"] = mean, std
+        summary.append(entry)
+    return summary
+
+
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -165,8 +190,10 @@ def comparison_markdown(rows: list[dict[str, Any]], baseline: str) -> str:
 
 
 def write_comparison(out: Path, runs: list[RunInfo], baseline: str) -> list[dict[str, Any]]:
-    """``comparison.csv``, ``comparison.md``, ``comparison.json`` and plots in ``out``."""
-    from crysfuse.comparison_plots import plot_mae_bars, plot_robustness_overlay
+    """``comparison.csv``, ``comparison.md``, ``comparison.json``, ``comparison_mae.png`` in ``out``; with
+    robustness results also ``comparison_robustness.csv`` (curves over seeds, see :func:`robustness_summary`),
+    ``comparison_robustness.png`` and ``comparison_gates.png`` (gate means against corruption)."""
+    from crysfuse.comparison_plots import plot_mae_bars, plot_robustness_gates, plot_robustness_overlay
     from crysfuse.io import write_json_atomic
     from crysfuse.plots import save_figure
 
@@ -178,7 +205,13 @@ def write_comparison(out: Path, runs: list[RunInfo], baseline: str) -> list[dict
                                                 "runs": [str(r.run_dir) for r in runs]})
     save_figure(plot_mae_bars(rows), out / "comparison_mae.png")
     if any(r.robustness for r in runs):
-        save_figure(plot_robustness_overlay(runs), out / "comparison_robustness.png")
+        curves = robustness_summary(runs)
+        columns = list(dict.fromkeys(k for row in curves for k in row))
+        write_csv_atomic(out / "comparison_robustness.csv", columns,
+                         ([_csv_cell(row.get(c)) for c in columns] for row in curves))
+        save_figure(plot_robustness_overlay(curves), out / "comparison_robustness.png")
+        if any(k.startswith("gate_") for row in curves for k in row):
+            save_figure(plot_robustness_gates(curves), out / "comparison_gates.png")
     return rows
 
 

@@ -39,6 +39,11 @@ class DataConfig:
     """Seed of the train/val/test split when no ``split_file`` is given (independent of ``train.seed``)."""
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     """Train/val/test fractions of the seeded split."""
+    train_subset: int | None = None
+    """Train on a fixed, seeded subset of this many training ids (seeded by ``split_seed``, the same for every
+    ``train.seed``). With a ``split_file``, only the records the split uses are read."""
+    val_subset: int | None = None
+    """Select models on a fixed, seeded subset of this many validation ids (the test split always stays whole)."""
     text_file: str | None = None
     """Descriptions joined by id: JSONL ``{"id", "text"}`` or CSV ``id,text`` (optionally gzipped)."""
     cache_dir: str | None = None

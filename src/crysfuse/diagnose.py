@@ -80,9 +80,9 @@ def crystal_info(evaluation: EvaluationSet, data: str | None) -> dict[str, tuple
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     config, wanted = evaluation.loaded.config, set(evaluation.ids)
-    records = load_records(data or config.data.path, config.data.target, limit=config.data.limit).records
+    records = load_records(data or config.data.path, config.data.target, limit=config.data.limit, ids=wanted).records
     info: dict[str, tuple[str, list[str]]] = {}
-    for record in (r for r in records if r.id in wanted):
+    for record in records:
         try:
             system = SpacegroupAnalyzer(record.structure, symprec=0.1).get_crystal_system()
         except Exception:  # noqa: BLE001 - spglib fails on some odd cells; that crystal is just "unknown"

@@ -43,8 +43,7 @@ def load_evaluation_set(
     if split not in splits:
         raise ValueError(f"split '{split}' not in {Path(run_dir) / 'splits.json'}: {sorted(splits)}")
     wanted = set(splits[split][:limit] if limit else splits[split])
-    records = load_records(data or config.data.path, config.data.target, limit=config.data.limit).records
-    records = [r for r in records if r.id in wanted]
+    records = load_records(data or config.data.path, config.data.target, limit=config.data.limit, ids=wanted).records
     prepared = prepare(records, config, uses_text=loaded.model.uses_text)
     ids = [i for i in splits[split] if i in prepared.items]
     return EvaluationSet(loaded=loaded, ids=ids, prepared=prepared)
@@ -81,14 +80,17 @@ def robustness_table(
     seed: int = 0,
     batch_size: int = 64,
 ) -> list[dict[str, Any]]:
-    """One row per strategy × mode × ratio (ratio 0 evaluated once per strategy/mode, from clean text)."""
+    """One row per strategy × mode × ratio (ratio 0 evaluated once, from clean text; a model without text
+    is evaluated once in all, since corrupting text cannot change its predictions)."""
     clean = evaluate(evaluation, None, seed=seed, batch_size=batch_size)
+    text_blind = evaluation.prepared.text_side is None
     rows = []
     for strategy in strategies:
         for mode in modes:
             for ratio in ratios:
                 corruption = Corruption(strategy, mode, float(ratio))
-                result = clean if ratio == 0 else evaluate(evaluation, corruption, seed=seed, batch_size=batch_size)
+                unchanged = ratio == 0 or text_blind
+                result = clean if unchanged else evaluate(evaluation, corruption, seed=seed, batch_size=batch_size)
                 rows.append({"strategy": strategy, "mode": mode, "ratio": float(ratio), **result})
                 logger.info("%s: MAE %.4f", corruption.label, result["mae"])
     return rows

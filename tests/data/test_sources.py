@@ -52,6 +52,18 @@ def test_limit_takes_the_first_rows(tmp_path, nacl):
     assert [r.target for r in result.records] == [0.0, 1.0, 2.0, 3.0]
 
 
+def test_ids_keep_only_the_named_records(tmp_path, nacl):
+    records = [jarvis_record(f"id-{i}", nacl, y=float(i)) for i in range(10)]
+    records.append({"id": "broken", "atoms": {"elements": ["Na"]}, "y": 1.0})
+    path = _write_json(tmp_path / "d.json", records)
+    result = load_records(path, "y", ids={"id-7", "id-2", "not-there"})
+    assert [r.id for r in result.records] == ["id-2", "id-7"] and result.rejections == []
+    assert [r.id for r in load_records(path, "y", ids=["broken"]).rejections] == ["broken"]
+    rows = [{"id": i, "structure": nacl.to(fmt="cif"), "gap": 1.0} for i in ("a", "b")]
+    table = write_table(rows, tmp_path / "d.csv")
+    assert [r.id for r in load_records(table, "gap", ids={"b"}).records] == ["b"]
+
+
 def test_prediction_without_target(tmp_path, nacl):
     result = load_records(_write_json(tmp_path / "d.json", [jarvis_record("a", nacl)]), "y", require_target=False)
     assert len(result.records) == 1 and math.isnan(result.records[0].target)

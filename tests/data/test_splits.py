@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from crysfuse.data.splits import SplitError, seeded_split, split_from_file
+from crysfuse.config import Config
+from crysfuse.data.splits import SplitError, make_split, seeded_split, seeded_subset, split_from_file, split_ids
 
 
 def test_seeded_split_is_deterministic_and_disjoint():
@@ -38,3 +39,24 @@ def test_bad_split_files(tmp_path):
         split_from_file(path, ["a"])
     with pytest.raises(SplitError):
         seeded_split(["a", "b"], (0.5, 0.6, 0.1), seed=0)
+
+
+def test_subsets_are_seeded_ordered_and_leave_test_whole(tmp_path):
+    train = [f"t{i}" for i in range(50)]
+    a = seeded_subset(train, 10, seed=0)
+    assert len(a) == 10 == len(set(a)) and a == sorted(a, key=train.index)
+    assert a == seeded_subset(train, 10, seed=0) and a != seeded_subset(train, 10, seed=1)
+    assert seeded_subset(train, None, seed=0) == train == seeded_subset(train, 99, seed=0)
+    with pytest.raises(SplitError):
+        seeded_subset(train, 0, seed=0)
+
+    path = tmp_path / "s.json"
+    val, test = [f"v{i}" for i in range(8)], ["x1", "x2"]
+    path.write_text(json.dumps({"train": train, "val": val, "test": test}))
+    config = Config.from_dict({"data": {"split_file": str(path), "train_subset": 10, "val_subset": 3}})
+    split = make_split(config, [*train, *val, *test])
+    assert split.train == a and split.val == seeded_subset(val, 3, seed=0) and split.test == test
+    assert split_ids(config) == {*a, *split.val, *test}
+    assert split_ids(Config()) is None
+    seeded = make_split(Config.from_dict({"data": {"train_subset": 10}}), train)
+    assert len(seeded.train) == 10 and len(seeded.val) == len(seeded.test) == 5

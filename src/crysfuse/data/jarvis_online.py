@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import zipfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ def dataset_info(dataset: str) -> tuple[str, str]:
 
 def load_jarvis_dataset(
     dataset: str, target: str | None, *, limit: int | None = None, require_target: bool = True,
-    cache_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None, ids: Collection[str] | None = None,
 ) -> LoadResult:
     """Records of ``jarvis:<dataset>`` (rows in the JARVIS JSON schema: ``jid``, ``atoms``, property keys).
 
@@ -63,7 +64,7 @@ def load_jarvis_dataset(
         _download(dataset, url, json_name, folder)
     rows = read_jarvis_zip(zip_path, json_name)
     return records_from_jarvis_rows(rows, target, limit=limit, require_target=require_target,
-                                    source=f"jarvis:{dataset}")
+                                    source=f"jarvis:{dataset}", ids=ids)
 
 
 def _offline_error(dataset: str, url: str, json_name: str, folder: Path, why: str) -> DataSourceError:

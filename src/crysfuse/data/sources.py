@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,12 @@ class LoadResult:
 
 
 def load_records(
-    path: str | Path, target: str | None, *, limit: int | None = None, require_target: bool = True
+    path: str | Path,
+    target: str | None,
+    *,
+    limit: int | None = None,
+    require_target: bool = True,
+    ids: Collection[str] | None = None,
 ) -> LoadResult:
     """Read a data source into records.
 
@@ -96,6 +102,9 @@ def load_records(
             CrysMMNet root folder holding several ``<property>/`` folders, the property name.
         limit: Take only the first ``limit`` rows of the source (deterministic subset).
         require_target: Reject rows whose target is missing or not finite.
+        ids: Keep only the records with these ids (``None``: all). JARVIS-style rows outside them are skipped
+            before their structures are parsed; other sources are filtered after reading. Applied after
+            ``limit``; rows left out this way are not rejections.
 
     Raises:
         DataSourceError: The source cannot be read at all.
@@ -105,8 +114,9 @@ def load_records(
     if isinstance(path, str) and path.startswith(JARVIS_PREFIX):
         from crysfuse.data.jarvis_online import load_jarvis_dataset
 
-        result = load_jarvis_dataset(path[len(JARVIS_PREFIX):], target, limit=limit, require_target=require_target)
-        return _finish(result, path)
+        result = load_jarvis_dataset(path[len(JARVIS_PREFIX):], target, limit=limit, require_target=require_target,
+                                     ids=ids)
+        return _finish(result, path, ids)
     path = Path(path)
     if not path.exists():
         raise DataSourceError(f"data path '{path}' does not exist")
@@ -132,7 +142,7 @@ def load_records(
     elif path.name == CRYSMMNET_FILE:
         result = load_crysmmnet(path.parent, target, limit=limit, require_target=require_target)
     elif path.name.endswith((".json", ".json.gz")):
-        result = _load_jarvis_json(path, target, limit=limit, require_target=require_target)
+        result = _load_jarvis_json(path, target, limit=limit, require_target=require_target, ids=ids)
     else:
         from crysfuse.data.tables import TABLE_SUFFIXES, load_table
 
@@ -142,10 +152,14 @@ def load_records(
                 f"({', '.join(TABLE_SUFFIXES)}), a folder with id_prop.csv or {CRYSMMNET_FILE}, or jarvis:<dataset>"
             )
         result = load_table(path, target, limit=limit, require_target=require_target)
-    return _finish(result, path)
+    return _finish(result, path, ids)
 
 
-def _finish(result: LoadResult, source: str | Path) -> LoadResult:
+def _finish(result: LoadResult, source: str | Path, ids: Collection[str] | None = None) -> LoadResult:
+    if ids is not None:
+        wanted = ids if isinstance(ids, (set, frozenset)) else set(ids)
+        result.records = [r for r in result.records if r.id in wanted]
+        result.rejections = [r for r in result.rejections if r.id in wanted]
     _reject_duplicates(result)
     _reject_isolated_atoms(result)
     logger.info(
@@ -175,21 +189,29 @@ def read_json_any(path: Path) -> Any:
         raise DataSourceError(f"'{path}' cannot be read as JSON: {err}") from err
 
 
-def _load_jarvis_json(path: Path, target: str | None, *, limit: int | None, require_target: bool) -> LoadResult:
+def _load_jarvis_json(
+    path: Path, target: str | None, *, limit: int | None, require_target: bool, ids: Collection[str] | None = None
+) -> LoadResult:
     rows = read_json_any(path)
     if isinstance(rows, dict):
         rows = next((v for v in rows.values() if isinstance(v, list)), None)
     if not isinstance(rows, list):
         raise DataSourceError(f"'{path}': expected a JSON list of records with an 'atoms' dict")
-    return records_from_jarvis_rows(rows, target, limit=limit, require_target=require_target, source=str(path))
+    return records_from_jarvis_rows(rows, target, limit=limit, require_target=require_target, source=str(path),
+                                    ids=ids)
 
 
 def records_from_jarvis_rows(
-    rows: list[Any], target: str | None, *, limit: int | None, require_target: bool, source: str
+    rows: list[Any], target: str | None, *, limit: int | None, require_target: bool, source: str,
+    ids: Collection[str] | None = None,
 ) -> LoadResult:
-    """JARVIS-style rows (dicts with ``atoms``, ``jid``/``id``, target keys, optional text) → records."""
+    """JARVIS-style rows (dicts with ``atoms``, ``jid``/``id``, target keys, optional text) → records
+    (only those with ``ids`` when given: other rows are skipped before their structures are parsed)."""
     if limit is not None:
         rows = rows[:limit]
+    if ids is not None:
+        wanted = ids if isinstance(ids, (set, frozenset)) else set(ids)
+        rows = [r for r in rows if not isinstance(r, dict) or str(r.get("jid", r.get("id"))) in wanted]
     if target is not None and require_target and rows:
         _check_target_present(rows, target, source)
     result = LoadResult()

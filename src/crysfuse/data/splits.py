@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from crysfuse.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +63,27 @@ def seeded_split(ids: list[str], fractions: tuple[float, float, float], seed: in
     )
 
 
-def split_from_file(path: str | Path, ids: list[str]) -> Split:
-    """Read ``{"train": [...], "val": [...], "test": [...]}`` and keep the ids present in ``ids``."""
+def seeded_subset(ids: list[str], size: int | None, seed: int) -> list[str]:
+    """A seeded subset of ``size`` ids, in their original order (all of them when ``size`` is ``None`` or
+    not smaller than the list)."""
+    if size is None or size >= len(ids):
+        return list(ids)
+    if size < 1:
+        raise SplitError(f"a split subset must hold at least 1 id, got {size}")
+    chosen = np.sort(np.random.default_rng(seed).choice(len(ids), size=size, replace=False))
+    return [ids[i] for i in chosen]
+
+
+def cut_split(
+    parts: dict[str, list[str]], train: int | None, val: int | None, seed: int
+) -> dict[str, list[str]]:
+    """``parts`` with train and val cut to seeded subsets of ``train`` and ``val`` ids (test untouched)."""
+    return {**parts, "train": seeded_subset(parts["train"], train, seed),
+            "val": seeded_subset(parts["val"], val, seed)}
+
+
+def read_split_file(path: str | Path) -> dict[str, list[str]]:
+    """``{"train": [...], "val": [...], "test": [...]}`` as stored (ids as strings)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -67,11 +91,21 @@ def split_from_file(path: str | Path, ids: list[str]) -> Split:
         raise SplitError(f"split file '{path}' cannot be read: {err}") from err
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in SPLIT_NAMES):
         raise SplitError(f"split file '{path}' must hold lists 'train', 'val' and 'test'")
+    return {name: [str(i) for i in data[name]] for name in SPLIT_NAMES}
+
+
+def split_from_file(path: str | Path, ids: list[str], *, cut: Callable[[dict], dict] | None = None) -> Split:
+    """Read a split file (see :func:`read_split_file`), apply ``cut`` (e.g. seeded subsets, see
+    :func:`config_split_parts`) and keep the ids present in ``ids``."""
+    path = Path(path)
+    data = read_split_file(path)
+    if cut is not None:
+        data = cut(data)
     available = set(ids)
     parts: dict[str, list[str]] = {}
     missing: dict[str, int] = {}
     for name in SPLIT_NAMES:
-        named = [str(i) for i in data[name]]
+        named = data[name]
         parts[name] = [i for i in named if i in available]
         missing[name] = len(named) - len(parts[name])
     overlap = (set(parts["train"]) & set(parts["val"])) | (set(parts["train"]) & set(parts["test"]))
@@ -87,3 +121,29 @@ def split_from_file(path: str | Path, ids: list[str]) -> Split:
             path, missing, unassigned,
         )
     return Split(parts["train"], parts["val"], parts["test"], missing)
+
+
+def config_cut(config: Config) -> Callable[[dict], dict]:
+    """The seeded train/val subsets of ``config.data`` as a function of the split's parts."""
+    data = config.data
+    return lambda parts: cut_split(parts, data.train_subset, data.val_subset, data.split_seed)
+
+
+def make_split(config: Config, ids: list[str]) -> Split:
+    """The split of a run: its split file when given, else a seeded split of ``ids``; then the configured
+    train/val subsets."""
+    cut = config_cut(config)
+    if config.data.split_file:
+        return split_from_file(config.data.split_file, ids, cut=cut)
+    split = seeded_split(ids, config.data.split_fractions, config.data.split_seed)
+    parts = cut(split.to_dict())
+    return Split(parts["train"], parts["val"], parts["test"], split.missing)
+
+
+def split_ids(config: Config) -> set[str] | None:
+    """The ids a run with ``config`` can use: those of its split file (after the configured subsets), or
+    ``None`` (every record) without a split file."""
+    if not config.data.split_file:
+        return None
+    parts = config_cut(config)(read_split_file(config.data.split_file))
+    return {i for name in SPLIT_NAMES for i in parts[name]}

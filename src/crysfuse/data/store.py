@@ -197,6 +197,7 @@ def preprocess(config: Config, *, workers: int = 2, chunk_size: int = 64, text_c
     from crysfuse.data.cache import GraphCache, structure_key
     from crysfuse.data.pipeline import TextInfo, TextSide, default_cache_dir, graph_settings, resolve_texts
     from crysfuse.data.sources import load_records
+    from crysfuse.data.splits import split_ids
     from crysfuse.io import write_json_atomic
 
     started = time.perf_counter()
@@ -204,7 +205,7 @@ def preprocess(config: Config, *, workers: int = 2, chunk_size: int = 64, text_c
     settings = graph_settings(config)
     graph_cache = GraphCache(cache_dir)
     loaded = load_records(config.data.path, config.data.target or None, limit=config.data.limit,
-                          require_target=False)  # every record with a structure, labelled or not
+                          require_target=False, ids=split_ids(config))  # labelled or not, within the split
     records = loaded.records
     summary = PreprocessSummary(records=len(records))
     logger.info("preprocess: %d records from %s into %s", len(records), config.data.path, cache_dir)

@@ -21,7 +21,7 @@ from crysfuse.config import Config
 from crysfuse.data.dataset import make_loader
 from crysfuse.data.pipeline import PreparedData, prepare
 from crysfuse.data.sources import Rejection, load_records
-from crysfuse.data.splits import Split, seeded_split, split_from_file
+from crysfuse.data.splits import make_split, split_ids
 from crysfuse.data.store import item_list, item_targets
 from crysfuse.io import write_csv_atomic, write_json_atomic
 from crysfuse.models.crysfuse import CrysFuseModel, model_uses_text
@@ -66,13 +66,6 @@ def summarize_rejections(rejections: list[Rejection]) -> str:
     for rejection in rejections:
         stages[rejection.stage] = stages.get(rejection.stage, 0) + 1
     return f"{len(rejections)} records rejected ({', '.join(f'{k}: {v}' for k, v in sorted(stages.items()))})"
-
-
-def make_split(config: Config, ids: list[str]) -> Split:
-    """The split file when given, else a seeded split of the usable ids."""
-    if config.data.split_file:
-        return split_from_file(config.data.split_file, ids)
-    return seeded_split(ids, config.data.split_fractions, config.data.split_seed)
 
 
 def training_items(config: Config, ids: list[str], items: list, prepared: PreparedData):  # noqa: ANN201
@@ -189,7 +182,8 @@ def _train_in_run_dir(
     if primary:
         config.save(run_dir / "config.json")
 
-    loaded = load_records(config.data.path, config.data.target, limit=config.data.limit)
+    loaded = load_records(config.data.path, config.data.target, limit=config.data.limit,
+                          ids=split_ids(config))
     uses_text = model_uses_text(config)
     prepared = prepare(loaded.records, config, uses_text=uses_text)
     rejections = loaded.rejections + prepared.rejections
