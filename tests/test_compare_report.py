@@ -139,3 +139,19 @@ def test_report_of_a_run_with_diagnosis_and_robustness(matrix_out, tmp_path):
 
 def test_report_refuses_a_directory_without_results(tmp_path):
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "x.html")]) != 0
+
+
+def test_matrix_robustness_limit_reaches_the_command(tmp_path):
+    from crysfuse.compare import _cell_commands, load_matrix
+
+    path = tmp_path / "m.yaml"
+    path.write_text(json.dumps({"variants": ["simplified"], "seeds": [0],
+                                "robustness": {"modes": ["mask"], "ratios": [0, 1.0], "limit": 25}}))
+    matrix = load_matrix(path, tmp_path / "out")
+    train, robustness = _cell_commands(matrix.cells[0], matrix.robustness)
+    assert train[-2:] == ["--config", str(tmp_path / "out" / "runs" / "simplified" / "seed0.config.json")]
+    assert robustness[robustness.index("--limit") + 1] == "25"
+    assert robustness[robustness.index("--ratios") + 1] == "0,1.0"
+    path.write_text(json.dumps({"variants": ["simplified"], "robustness": {"modes": ["mask"]}}))
+    matrix = load_matrix(path, tmp_path / "out2")
+    assert "--limit" not in _cell_commands(matrix.cells[0], matrix.robustness)[1]

@@ -16,6 +16,7 @@ Matrix file (YAML)::
       modes: [delete, mask]
       ratios: [0, 0.5, 1.0]
       split: test
+      limit: 1000                   # optional: only the first N records of the split
     baseline: graph_only            # the label paired tests compare against (default graph_only)
 """
 
@@ -49,6 +50,8 @@ class RobustnessPlan:
     modes: list[str] = field(default_factory=lambda: ["delete", "mask"])
     ratios: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0])
     split: str = "test"
+    limit: int | None = None
+    """Evaluate only the first ``limit`` records of the split (all when ``None``)."""
 
 
 @dataclass
@@ -123,6 +126,7 @@ def _cell_commands(cell: Cell, plan: RobustnessPlan | None) -> list[list[str]]:
             "--strategies", ",".join(plan.strategies), "--modes", ",".join(plan.modes),
             "--ratios", ",".join(str(r) for r in plan.ratios), "--split", plan.split,
             "--out", str(cell.run_dir / ROBUSTNESS_DIR),
+            *(["--limit", str(plan.limit)] if plan.limit else []),
         ])
     return commands
 
