@@ -96,7 +96,7 @@ def read_split_file(path: str | Path) -> dict[str, list[str]]:
 
 def split_from_file(path: str | Path, ids: list[str], *, cut: Callable[[dict], dict] | None = None) -> Split:
     """Read a split file (see :func:`read_split_file`), apply ``cut`` (e.g. seeded subsets, see
-    :func:`config_split_parts`) and keep the ids present in ``ids``."""
+    :func:`config_cut`) and keep the ids present in ``ids``."""
     path = Path(path)
     data = read_split_file(path)
     if cut is not None:
