@@ -6,7 +6,7 @@
 Reads ``<study>/all/comparison_robustness.csv`` (written by ``crysfuse compare``), the run directories under
 ``<study>/runs/<label>/seed<k>/`` (``predictions_test.csv``, ``gate_statistics.json``) and the diagnoses under
 ``<study>/diagnosis/<label>/seed<k>/diagnosis.json``; prints Markdown tables on standard output and writes
-``<study>/all/gated_diagnosis.csv``. Nothing here trains or evaluates a model.
+``<study>/all/gated_diagnosis.csv`` and ``<study>/all/runs.csv``. Nothing here trains or evaluates a model.
 """
 
 from __future__ import annotations
@@ -127,7 +127,22 @@ def gated_diagnosis(study: Path, labels: list[str]) -> tuple[str, list[dict]]:
     return "\n".join(lines), records
 
 
+def per_run_csv(study: Path) -> None:
+    """``<study>/all/runs.csv``: one line per run (label, seed, val/test MAE, best epoch, seconds)."""
+    fields = ["label", "seed", "val_mae", "test_mae", "best_epoch", "epochs", "train_seconds", "n_params",
+              "n_params_fusion", "n_train", "n_val", "n_test"]
+    rows = []
+    for summary_file in sorted(study.glob("runs/*/seed*/summary.json")):
+        summary = json.loads(summary_file.read_text(encoding="utf-8"))
+        rows.append({"label": summary_file.parent.parent.name, **{k: summary.get(k) for k in fields[1:]}})
+    with open(study / "all" / "runs.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def main(study: Path) -> None:
+    per_run_csv(study)
     curves = read_csv(study / "all" / "comparison_robustness.csv")
     print("## Robustness (test MAE)\n")
     print(robustness_table(curves))

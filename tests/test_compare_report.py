@@ -155,3 +155,31 @@ def test_matrix_robustness_limit_reaches_the_command(tmp_path):
     path.write_text(json.dumps({"variants": ["simplified"], "robustness": {"modes": ["mask"]}}))
     matrix = load_matrix(path, tmp_path / "out2")
     assert "--limit" not in _cell_commands(matrix.cells[0], matrix.robustness)[1]
+
+
+def test_results_tables_script_reads_a_study(matrix_out, tmp_path, capsys):
+    """scripts/results_tables.py (docs/results.md's tables) on a real matrix, with a real diagnosis."""
+    import importlib.util
+
+    study = tmp_path / "study"
+    (study / "all").mkdir(parents=True)
+    (study / "runs").symlink_to(matrix_out / "result" / "runs")
+    shutil.copy(matrix_out / "result" / "comparison_robustness.csv", study / "all")
+    run = matrix_out / "result" / "runs" / "simplified" / "seed0"
+    assert main(["diagnose", "--checkpoint", str(run), "--out", str(study / "diagnosis" / "simplified" / "seed0")]) == 0
+    spec = importlib.util.spec_from_file_location("results_tables", Path(__file__).parents[1] / "scripts" /
+                                                  "results_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    capsys.readouterr()
+    module.main(study)
+    printed = capsys.readouterr().out
+    assert "| simplified | `gate` |" in printed and "| graph_only |" in printed
+    assert "| simplified | 0 |" in printed  # the diagnosis row
+    with open(study / "all" / "runs.csv", newline="") as handle:
+        runs = list(csv.DictReader(handle))
+    assert sorted((r["label"], r["seed"]) for r in runs) == [
+        ("graph_only", "0"), ("graph_only", "1"), ("simplified", "0"), ("simplified", "1")]
+    with open(study / "all" / "gated_diagnosis.csv", newline="") as handle:
+        (diagnosis,) = list(csv.DictReader(handle))
+    assert diagnosis["label"] == "simplified" and float(diagnosis["mae_clean"]) > 0
