@@ -166,7 +166,8 @@ def test_results_tables_script_reads_a_study(matrix_out, tmp_path, capsys):
     (study / "runs").symlink_to(matrix_out / "result" / "runs")
     shutil.copy(matrix_out / "result" / "comparison_robustness.csv", study / "all")
     run = matrix_out / "result" / "runs" / "simplified" / "seed0"
-    assert main(["diagnose", "--checkpoint", str(run), "--out", str(study / "diagnosis" / "simplified" / "seed0")]) == 0
+    diagnosis_dir = study / "diagnosis" / "simplified" / "seed0"
+    assert main(["diagnose", "--checkpoint", str(run), "--out", str(diagnosis_dir)]) == 0
     spec = importlib.util.spec_from_file_location("results_tables", Path(__file__).parents[1] / "scripts" /
                                                   "results_tables.py")
     module = importlib.util.module_from_spec(spec)
