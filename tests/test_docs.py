@@ -283,6 +283,26 @@ def test_fences_are_tagged(page: Path) -> None:
             assert block.skip, f"{block.where}: '<!-- docs-test: skip -->' needs a reason"
 
 
+LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_relative_links_resolve(page: Path) -> None:
+    """Every relative link of a page (outside code blocks) points at a file or folder of the repository."""
+    in_fence = False
+    for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), start=1):
+        if FENCE.match(line):
+            in_fence = not in_fence
+            continue
+        if in_fence:
+            continue
+        for match in LINK.finditer(line):
+            target = match["target"].split("#", 1)[0]
+            if not target or re.match(r"^[a-z][a-z0-9+.-]*:", target):
+                continue  # an anchor on the same page, or a URL
+            assert (page.parent / target).exists(), f"{page_id(page)}:{number}: broken link {match['target']}"
+
+
 def test_configuration_reference_is_current() -> None:
     from crysfuse.config_reference import REGENERATE, render_reference
 
