@@ -44,8 +44,9 @@ def test_matrix_writes_the_comparison(matrix_out):
     assert simplified["vs_graph_only_p_seeds"] != "" and simplified["vs_graph_only_p_bootstrap"] != ""
     assert float(rows["graph_only"]["deleted_text_mae_mean"]) == pytest.approx(
         float(rows["graph_only"]["test_mae_mean"]), rel=1e-6)  # graph_only ignores text
+    assert float(simplified["robustness_clean_mae_mean"]) == pytest.approx(float(simplified["test_mae_mean"]), rel=1e-4)
     markdown = (result / "comparison.md").read_text()
-    assert " ± " in markdown and "Ranked by validation MAE" in markdown
+    assert " ± " in markdown and "Ranked by validation MAE" in markdown and " (clean 0." in markdown
     for name in ("comparison_mae.png", "comparison_robustness.png", "comparison_gates.png"):
         assert (result / name).stat().st_size > 1000
     with open(result / "comparison_robustness.csv", newline="") as handle:

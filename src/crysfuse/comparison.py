@@ -28,7 +28,9 @@ class RunInfo:
     test_errors: dict[str, float] = field(default_factory=dict)
     """Absolute test error per record id."""
     deleted_mae: float | None = None
-    """Test MAE with all text deleted (from ``robustness/robustness.json``, when present)."""
+    """MAE with all text deleted (from ``robustness/robustness.json``, when present)."""
+    robustness_clean_mae: float | None = None
+    """MAE with clean text on the same records as :attr:`deleted_mae` (robustness may use part of a split)."""
     robustness: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -57,6 +59,8 @@ def read_run(run_dir: str | Path) -> RunInfo:
         info.robustness = json.loads(robustness_file.read_text(encoding="utf-8"))["rows"]
         deleted = [r["mae"] for r in info.robustness if r["mode"] == "delete" and float(r["ratio"]) == 1.0]
         info.deleted_mae = float(np.mean(deleted)) if deleted else None
+        clean = [r["mae"] for r in info.robustness if float(r["ratio"]) == 0.0]
+        info.robustness_clean_mae = float(np.mean(clean)) if clean else None
     return info
 
 
@@ -117,6 +121,7 @@ def summarize(runs: list[RunInfo], baseline: str = "graph_only") -> list[dict[st
             "train_seconds_mean": _mean_std([r.summary.get("train_seconds") for r in members])[0],
             "best_epoch_mean": _mean_std([r.summary.get("best_epoch") for r in members])[0],
             "deleted_text_mae_mean": _mean_std([r.deleted_mae for r in members])[0],
+            "robustness_clean_mae_mean": _mean_std([r.robustness_clean_mae for r in members])[0],
         }
         if label != baseline and base_runs:
             row.update({f"vs_{baseline}_{k}": v for k, v in paired_test(members, base_runs).items()})
@@ -160,6 +165,14 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def _deleted_text_cell(row: dict[str, Any]) -> str:
+    """MAE with all text deleted, and in brackets the clean MAE on the same (robustness) records."""
+    deleted, clean = row.get("deleted_text_mae_mean"), row.get("robustness_clean_mae_mean")
+    if clean is None or math.isnan(clean):
+        return _fmt(deleted)
+    return f"{_fmt(deleted)} (clean {_fmt(clean)})"
+
+
 def comparison_markdown(rows: list[dict[str, Any]], baseline: str) -> str:
     """The ranked table as Markdown (labels escaped)."""
     from crysfuse.markup import escape_markdown
@@ -178,13 +191,14 @@ def comparison_markdown(rows: list[dict[str, Any]], baseline: str) -> str:
             _fmt(row.get(prefix + "delta_test_mae")), _fmt(row.get(prefix + "p_seeds"), 3),
             f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "–", _fmt(row.get(prefix + "p_bootstrap"), 3),
             f"{row['n_params_fusion']:,}", _fmt(row["train_seconds_mean"], 1), _fmt(row["best_epoch_mean"], 1),
-            _fmt(row["deleted_text_mae_mean"]),
+            _deleted_text_cell(row),
         ]) + " |")
     notes = (
         "\nMean ± sample std over seeds. Ranked by validation MAE (model selection never sees the test split). "
         f"Δ: test MAE minus the paired `{escape_markdown(baseline)}` run (same seed); p (seeds): paired t-test "
         "over seeds; bootstrap: per-test-record error differences averaged over seeds, resampled "
-        f"{BOOTSTRAP_SAMPLES} times. Negative Δ is better.\n"
+        f"{BOOTSTRAP_SAMPLES} times. Negative Δ is better. MAE, text deleted: the robustness evaluation with "
+        "every word deleted, next to the clean MAE on the same records (robustness may use part of the split).\n"
     )
     return "\n".join(lines) + "\n" + notes
 
