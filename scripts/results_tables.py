@@ -3,7 +3,8 @@
 
     python scripts/results_tables.py results/mp36k_study > /tmp/tables.md
 
-Reads ``<study>/all/comparison_robustness.csv`` (written by ``crysfuse compare``), the run directories under
+Reads ``<study>/all/comparison_robustness.csv`` and ``<study>/vs_<baseline>/comparison.csv`` (written by
+``crysfuse compare``), the run directories under
 ``<study>/runs/<label>/seed<k>/`` (``predictions_test.csv``, ``gate_statistics.json``) and the diagnoses under
 ``<study>/diagnosis/<label>/seed<k>/diagnosis.json``; prints Markdown tables on standard output and writes
 ``<study>/all/gated_diagnosis.csv`` and ``<study>/all/runs.csv``. Nothing here trains or evaluates a model.
@@ -127,6 +128,30 @@ def gated_diagnosis(study: Path, labels: list[str]) -> tuple[str, list[dict]]:
     return "\n".join(lines), records
 
 
+def paired_table(study: Path, baselines: list[str]) -> str:
+    """Test-MAE differences against each baseline (``<study>/vs_<baseline>/comparison.csv``): mean Δ over
+    seeds, bootstrap 95 % interval, paired t-test and bootstrap p-values."""
+    tables = {b: {r["label"]: r for r in read_csv(study / f"vs_{b}" / "comparison.csv")} for b in baselines}
+    header = "| variant | " + " | ".join(f"Δ test vs {b} | 95 % CI | p (seeds) | p (bootstrap)"
+                                         for b in baselines)
+    lines = [header + " |", "|" + "---|" * (1 + 4 * len(baselines))]
+
+    def number(value: str, fmt: str) -> str:
+        return "–" if not value else format(float(value), fmt)
+
+    for label in tables[baselines[0]]:
+        cells = []
+        for baseline in baselines:
+            row, prefix = tables[baseline][label], f"vs_{baseline}_"
+            ci = row.get(prefix + "bootstrap_ci", "")
+            cells += [number(row.get(prefix + "delta_test_mae", ""), "+.4f"),
+                      "[" + ", ".join(format(float(v), "+.4f") for v in ci.split()) + "]" if ci else "–",
+                      number(row.get(prefix + "p_seeds", ""), ".3f"),
+                      number(row.get(prefix + "p_bootstrap", ""), ".3f")]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def per_run_csv(study: Path) -> None:
     """``<study>/all/runs.csv``: one line per run (label, seed, val/test MAE, best epoch, seconds)."""
     fields = ["label", "seed", "val_mae", "test_mae", "best_epoch", "epochs", "train_seconds", "n_params",
@@ -144,6 +169,11 @@ def per_run_csv(study: Path) -> None:
 def main(study: Path) -> None:
     per_run_csv(study)
     curves = read_csv(study / "all" / "comparison_robustness.csv")
+    baselines = [b for b in ("gated", "cross_attention") if (study / f"vs_{b}" / "comparison.csv").is_file()]
+    if baselines:
+        print("## Paired differences\n")
+        print(paired_table(study, baselines))
+        print()
     print("## Robustness (test MAE)\n")
     print(robustness_table(curves))
     print("\n## Gates under corrupted text\n")

@@ -185,3 +185,13 @@ def test_results_tables_script_reads_a_study(matrix_out, tmp_path, capsys):
     with open(study / "all" / "gated_diagnosis.csv", newline="") as handle:
         (diagnosis,) = list(csv.DictReader(handle))
     assert diagnosis["label"] == "simplified" and float(diagnosis["mae_clean"]) > 0
+
+
+def test_summary_skips_unfinished_run_directories(matrix_out, tmp_path, caplog):
+    runs = sorted(p for p in (matrix_out / "result" / "runs").glob("*/seed*") if p.is_dir())
+    unfinished = tmp_path / "running"
+    unfinished.mkdir()
+    assert main(["compare", *map(str, runs), str(unfinished), "--out", str(tmp_path / "out")]) == 0
+    assert "skipping 1 run directories without summary.json" in caplog.text and str(unfinished) in caplog.text
+    with pytest.raises(SystemExit, match="none of the given directories"):
+        main(["compare", str(unfinished), "--out", str(tmp_path / "out2")])

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -36,6 +39,13 @@ def run(args: argparse.Namespace) -> int:
               f"{len(outcome['failed'])} failed")
     else:
         run_dirs = [Path(r) for r in args.runs]
+        unfinished = [r for r in run_dirs if not (r / "summary.json").is_file()]
+        if unfinished:
+            logger.warning("skipping %d run directories without summary.json (not finished, or not runs): %s",
+                           len(unfinished), ", ".join(map(str, unfinished)))
+            run_dirs = [r for r in run_dirs if r not in unfinished]
+        if not run_dirs:
+            raise SystemExit("crysfuse compare: none of the given directories is a finished run")
     rows = write_comparison(out, [read_run(r) for r in run_dirs], baseline)
     print((out / "comparison.md").read_text(encoding="utf-8"))
     return 1 if args.matrix and outcome["failed"] else (0 if rows else 1)
