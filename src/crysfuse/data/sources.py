@@ -6,7 +6,7 @@ Supported sources (see ``docs/data.md`` for each layout with an example):
   ``Atoms.to_dict()`` schema, an id under ``jid`` or ``id``, and target keys (``dft_3d``, ``megnet``,
   ``mp36k.json.gz``). An optional ``text``/``description`` field is used as the description.
 * CGCNN-style folders: ``id_prop.csv`` (``id,value`` rows, optionally with a header naming columns) next to
-  ``<id>.cif`` / ``<id>.vasp`` / ``<id>.poscar`` / ``POSCAR-<id>`` structure files.
+  ``<id>.cif`` / ``<id>.vasp`` / ``<id>.poscar`` / ``POSCAR-<id>`` structure files (:mod:`crysfuse.data.cgcnn`).
 * CrysMMNet folders: ``<root>/<property>/description.csv`` (``id, composition, target, description, ...``)
   next to ``cif/<id>.cif``; descriptions are cleaned with :func:`crysfuse.data.describe.clean_text`.
 * Tables (CSV / JSONL / Parquet, optionally gzipped) with a CIF-string or pymatgen/jarvis-dict structure
@@ -109,6 +109,7 @@ def load_records(
     Raises:
         DataSourceError: The source cannot be read at all.
     """
+    from crysfuse.data.cgcnn import load_cgcnn_folder
     from crysfuse.data.crysmmnet import load_crysmmnet
 
     if isinstance(path, str) and path.startswith(JARVIS_PREFIX):
@@ -124,7 +125,7 @@ def load_records(
         if (path / CRYSMMNET_FILE).is_file():
             result = load_crysmmnet(path, target, limit=limit, require_target=require_target)
         elif (path / "id_prop.csv").is_file():
-            result = _load_cgcnn_folder(path, target, limit=limit, require_target=require_target)
+            result = load_cgcnn_folder(path, target, limit=limit, require_target=require_target)
         else:
             properties = sorted(p.name for p in path.iterdir() if (p / CRYSMMNET_FILE).is_file())
             if not properties:
@@ -275,58 +276,6 @@ def _target_value(
         return value
     result.reject(record_id, "target", reason)
     return None
-
-
-def _load_cgcnn_folder(
-    folder: Path, target: str | None, *, limit: int | None, require_target: bool
-) -> LoadResult:
-    id_prop = folder / "id_prop.csv"
-    if not id_prop.exists():
-        raise DataSourceError(f"folder '{folder}' has no id_prop.csv (CGCNN layout: id_prop.csv + <id>.cif)")
-    rows = [r for r in csv.reader(io.StringIO(read_source_text(id_prop), newline=""))
-            if r and any(cell.strip() for cell in r)]
-    if not rows:
-        raise DataSourceError(f"'{id_prop}' is empty")
-    header = _csv_header(rows[0])
-    if header is not None:
-        rows = rows[1:]
-    column = _target_column(header, target, id_prop)
-    if limit is not None:
-        rows = rows[:limit]
-    result = LoadResult()
-    for row in rows:
-        record_id = row[0].strip()
-        structure = structure_for_id(folder, record_id, result)
-        if structure is None:
-            continue
-        values = {"target": row[column] if column is not None and column < len(row) else None}
-        value = _target_value(values, "target" if target is not None else None, record_id, result, require_target)
-        if value is not None:
-            result.records.append(StructureRecord(record_id, structure, value))
-    return result
-
-
-def _csv_header(first_row: list[str]) -> list[str] | None:
-    """A first row whose second cell is not numeric is a header."""
-    if len(first_row) < 2:
-        return None
-    try:
-        float(first_row[1])
-    except ValueError:
-        return [cell.strip() for cell in first_row]
-    return None
-
-
-def _target_column(header: list[str] | None, target: str | None, id_prop: Path) -> int | None:
-    if target is None:
-        return None
-    if header is None:
-        return 1
-    if target in header:
-        return header.index(target)
-    if target == "target":
-        return 1
-    raise DataSourceError(f"'{id_prop}' has no column '{target}'; columns: {header}")
 
 
 def structure_for_id(folder: Path, record_id: str, result: LoadResult) -> Structure | None:
