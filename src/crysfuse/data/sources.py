@@ -112,6 +112,7 @@ def load_records(
     from crysfuse.data.cgcnn import load_cgcnn_folder
     from crysfuse.data.crysmmnet import load_crysmmnet
 
+    ids = None if ids is None else frozenset(ids)
     if isinstance(path, str) and path.startswith(JARVIS_PREFIX):
         from crysfuse.data.jarvis_online import load_jarvis_dataset
 
@@ -156,11 +157,10 @@ def load_records(
     return _finish(result, path, ids)
 
 
-def _finish(result: LoadResult, source: str | Path, ids: Collection[str] | None = None) -> LoadResult:
-    if ids is not None:
-        wanted = ids if isinstance(ids, (set, frozenset)) else set(ids)
-        result.records = [r for r in result.records if r.id in wanted]
-        result.rejections = [r for r in result.rejections if r.id in wanted]
+def _finish(result: LoadResult, source: str | Path, ids: frozenset[str] | None = None) -> LoadResult:
+    if ids is not None:  # readers that cannot skip rows early read everything; keep the wanted ids here
+        result.records = [r for r in result.records if r.id in ids]
+        result.rejections = [r for r in result.rejections if r.id in ids]
     _reject_duplicates(result)
     _reject_isolated_atoms(result)
     logger.info(
@@ -211,7 +211,7 @@ def records_from_jarvis_rows(
     if limit is not None:
         rows = rows[:limit]
     if ids is not None:
-        wanted = ids if isinstance(ids, (set, frozenset)) else set(ids)
+        wanted = frozenset(ids)
         rows = [r for r in rows if not isinstance(r, dict) or str(r.get("jid", r.get("id"))) in wanted]
     if target is not None and require_target and rows:
         _check_target_present(rows, target, source)
