@@ -31,6 +31,16 @@ MALLOC_ENV_KEYS = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_TH
 same for both sides of every comparison by construction (one process)."""
 
 
+def setup_allocator(mode: str) -> dict[str, int]:
+    """``crysfuse``: apply crysfuse's malloc settings (what the ``crysfuse`` command does at start-up) to the
+    whole process, i.e. to every side of the comparison; ``system``: leave glibc's defaults."""
+    if mode == "system":
+        return {}
+    from crysfuse.allocator import tune_allocator
+
+    return tune_allocator()
+
+
 def setup_threads(threads: int) -> None:
     import torch
 
@@ -66,8 +76,15 @@ def environment(threads: int) -> dict[str, Any]:
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "allocator_env": {k: os.environ[k] for k in MALLOC_ENV_KEYS if k in os.environ},
+        "allocator_mallopt": _mallopt_settings(),
         "versions": versions,
     }
+
+
+def _mallopt_settings() -> dict[str, int]:
+    from crysfuse.allocator import allocator_settings
+
+    return allocator_settings()
 
 
 def load_mp36k(n: int, *, seed: int = 0, max_atoms: int | None = None, pool: int = 4000) -> list[dict]:

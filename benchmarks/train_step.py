@@ -33,13 +33,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds (each: every batch once per side)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (the GPU section of docs/benchmarks.md)")
+    p.add_argument("--allocator", choices=["crysfuse", "system"], default="crysfuse",
+                   help="malloc settings for the whole process, i.e. for every side (crysfuse.allocator)")
     p.add_argument("--no-text", action="store_true", help="skip the simplified (text) side")
     p.add_argument("--no-reference", action="store_true", help="skip ALIGNNAtomWisePure")
+    p.add_argument("--no-bf16", action="store_true", help="skip the graph_only side under bfloat16 autocast")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--only", help="run this one side (graph_only, graph_only_bf16, simplified, reference) "
+                                  "in this process: how the peak RSS of each side is measured")
+    p.add_argument("--no-rss-processes", action="store_true",
+                   help="skip measuring each side's peak RSS in a process of its own")
     args = p.parse_args(argv)
+    if args.only:
+        args.no_text = args.only != "simplified"
+        args.no_bf16 = args.only != "graph_only_bf16"
+        args.no_reference = args.only != "reference"
+        args.no_rss_processes = True
     if args.quick:
         args.structures, args.batch_size, args.hidden = 8, 4, 32
         args.alignn_layers, args.gcn_layers, args.repeats, args.max_atoms = 1, 1, 1, 12
+        args.no_rss_processes = True
     return args
 
 
@@ -107,29 +121,76 @@ def count_flops(fn) -> int:
     return int(counter.get_total_flops())
 
 
-def matmul_peak(hidden: int, rows: int, quick: bool) -> dict[str, float]:
-    """GFLOP/s of float32 matmuls: the model's typical shape ``[rows, D] @ [D, D]`` and a large square one."""
+def matmul_peak(hidden: int, rows: int, quick: bool, device: str = "cpu") -> dict[str, float]:
+    """GFLOP/s of matmuls in float32 and bfloat16: the model's typical shape ``[rows, D] @ [D, D]`` and a
+    large square one (the ceilings the model's achieved throughput is compared with)."""
     import torch
 
     out = {}
-    for name, (m, k, n) in {"model_shape": (rows, hidden, hidden),
-                            "square_2048": (512, 512, 512) if quick else (2048, 2048, 2048)}.items():
-        a, b = torch.randn(m, k), torch.randn(k, n)
-        for _ in range(2):
-            a @ b
-        best = float("inf")
-        for _ in range(3 if quick else 7):
-            t0 = C.now()
-            for _ in range(3):
-                a @ b
-            best = min(best, (C.now() - t0) / 3)
-        out[name] = 2.0 * m * k * n / best / 1e9
+    for dtype_name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        for name, (m, k, n) in {"model_shape": (rows, hidden, hidden),
+                                "square_2048": (512, 512, 512) if quick else (2048, 2048, 2048)}.items():
+            a = torch.randn(m, k, device=device).to(dtype)
+            b = torch.randn(k, n, device=device).to(dtype)
+            seconds = best_of(lambda: a @ b, device, 3 if quick else 7)  # noqa: B023
+            key = name if dtype_name == "fp32" else f"{name}_bf16"
+            out[key] = 2.0 * m * k * n / seconds / 1e9
     return out
+
+
+def memory_bandwidth(quick: bool, device: str = "cpu") -> float:
+    """GB/s of a large tensor copy (bytes read + written): the ceiling of the memory-bound passes."""
+    import torch
+
+    src = torch.randn((8 if quick else 64) << 20, device=device)  # 32 MB / 256 MB of float32
+    dst = torch.empty_like(src)
+    seconds = best_of(lambda: dst.copy_(src), device, 3 if quick else 7)
+    return 2.0 * src.numel() * src.element_size() / seconds / 1e9
+
+
+def best_of(fn, device: str, rounds: int) -> float:
+    """Seconds of the fastest of ``rounds`` rounds of three calls (after two warm-up calls)."""
+    for _ in range(2):
+        fn()
+    best = float("inf")
+    for _ in range(rounds):
+        synchronize(device)
+        t0 = C.now()
+        for _ in range(3):
+            fn()
+        synchronize(device)
+        best = min(best, (C.now() - t0) / 3)
+    return best
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work (a no-op on the CPU), so that wall-clock rounds measure the work."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def own_process_peak_rss(name: str, args: argparse.Namespace) -> float:
+    """Peak RSS (MB) of training one side alone in a child process with the same settings. With crysfuse's
+    allocator settings freed memory stays mapped, so one process's peak is the largest side's; a process
+    per side measures each one."""
+    import json
+    import subprocess
+
+    command = [sys.executable, __file__, "--only", name, "--repeats", "1", "--threads", str(args.threads),
+               "--allocator", args.allocator, "--structures", str(args.structures),
+               "--batch-size", str(args.batch_size), "--max-atoms", str(args.max_atoms),
+               "--alignn-layers", str(args.alignn_layers), "--gcn-layers", str(args.gcn_layers),
+               "--hidden", str(args.hidden), "--seed", str(args.seed), "--device", args.device]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return float(json.loads(out)["sides"][name]["peak_rss_mb"])
 
 
 # -------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    C.setup_allocator(args.allocator)
     C.setup_threads(args.threads)
     import torch
     from torch_geometric.data import Batch
@@ -178,6 +239,11 @@ def main(argv: list[str] | None = None) -> dict:
         batches["simplified"] = [collate(text_items, p) for p in positions]
 
     models: dict[str, torch.nn.Module] = {"graph_only": make_crysfuse("graph_only", args, 0)}
+    if not args.no_bf16:
+        # crysfuse's `train.precision=bf16-mixed`: bfloat16 autocast, float32 master weights (same init).
+        models["graph_only_bf16"] = make_crysfuse("graph_only", args, 0)
+        models["graph_only_bf16"].load_state_dict(models["graph_only"].state_dict())
+        batches["graph_only_bf16"] = batches["graph_only"]
     if sides_text:
         models["simplified"] = make_crysfuse("simplified", args, dim_text)
     have_reference = not args.no_reference
@@ -191,10 +257,17 @@ def main(argv: list[str] | None = None) -> dict:
             g, lg = batch_torch_graph_pairs([reference_pair(graphs[i], table) for i in c])
             batches["reference"].append(((g, lg, None), torch.tensor([targets[i] for i in c])))
 
+    device = torch.device(args.device)
+    for name in models:
+        models[name].to(device)
+        batches[name] = [((b[0][0].to(device), b[0][1].to(device), None), b[1].to(device))
+                         if name == "reference" else b.to(device) for b in batches[name]]
+
     def predict(name: str, batch):
         if name == "reference":
             return models[name](batch[0])["out"].reshape(-1)
-        return models[name].forward_normalized(batch).prediction
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=name.endswith("_bf16")):
+            return models[name].forward_normalized(batch).prediction.float()
 
     def target_of(name: str, batch):
         return batch[1] if name == "reference" else batch.y
@@ -211,6 +284,7 @@ def main(argv: list[str] | None = None) -> dict:
                 loss = torch.nn.functional.mse_loss(predict(name, batch), target_of(name, batch))
                 loss.backward()
                 opt.step()
+            synchronize(args.device)
         return run
 
     def infer_round(name: str):
@@ -221,6 +295,7 @@ def main(argv: list[str] | None = None) -> dict:
             with torch.inference_mode():
                 for batch in batches[name]:
                     predict(name, batch)
+            synchronize(args.device)
         return run
 
     peaks: dict[str, float] = {name: 0.0 for name in models}
@@ -232,6 +307,8 @@ def main(argv: list[str] | None = None) -> dict:
             peaks[name] = max(peaks[name], C.peak_rss_mb())
         return run
 
+    if args.only:  # one side in this process: its training peak RSS alone (allocator as for the others)
+        models = {args.only: models[args.only]}
     # warm-up (one step per side; not timed), then FLOPs of one training step per side
     for name in models:
         train_round(name)()
@@ -251,7 +328,8 @@ def main(argv: list[str] | None = None) -> dict:
     n_struct = len(used)
     steps = len(chunks)
     peak_mm = matmul_peak(args.hidden, int(sum(b.edge_index.shape[1] for b in batches["graph_only"]) / steps),
-                          args.quick)
+                          args.quick, args.device)
+    bandwidth = memory_bandwidth(args.quick, args.device)
     sides = {}
     for name in models:
         step_s = C.median(train[name]) / steps
@@ -263,10 +341,14 @@ def main(argv: list[str] | None = None) -> dict:
             "train_gflop_per_step": flops[name] / 1e9,
             "train_gflops_achieved": flops[name] / 1e9 / step_s,
             "train_fraction_of_matmul_peak": flops[name] / 1e9 / step_s / peak_mm["model_shape"],
+            "train_fraction_of_bf16_matmul_peak": flops[name] / 1e9 / step_s / peak_mm["model_shape_bf16"],
             "num_parameters": sum(p.numel() for p in models[name].parameters()),
             "train_round_s": train[name],
             "infer_round_s": infer[name],
         }
+    if not args.no_rss_processes:
+        for name in sides:
+            sides[name]["peak_rss_mb_own_process"] = own_process_peak_rss(name, args)
     ratios = {}
     if have_reference:
         for name in models:
@@ -277,6 +359,9 @@ def main(argv: list[str] | None = None) -> dict:
             ratios[f"train_speedup_{name}_vs_reference_best_rounds"] = C.best_ratio(train["reference"], train[name])
             ratios[f"infer_speedup_{name}_vs_reference_best_rounds"] = C.best_ratio(infer["reference"], infer[name])
             ratios[f"peak_rss_{name}_over_reference"] = peaks[name] / peaks["reference"]
+            if "peak_rss_mb_own_process" in sides[name]:
+                ratios[f"peak_rss_{name}_over_reference_own_processes"] = (
+                    sides[name]["peak_rss_mb_own_process"] / sides["reference"]["peak_rss_mb_own_process"])
     if sides_text:
         ratios["train_simplified_over_graph_only"] = C.paired_ratio(train["simplified"], train["graph_only"])
     batch0 = batches["graph_only"][0]
@@ -304,6 +389,7 @@ def main(argv: list[str] | None = None) -> dict:
             "norms": "crysfuse BatchNorm1d, reference LayerNorm (as each implementation defines them)",
         },
         "matmul_peak_gflops": peak_mm,
+        "memory_bandwidth_gbs": bandwidth,
         "sides": sides,
         "ratios": ratios,
     }

@@ -43,7 +43,7 @@ def test_graph_build_quick() -> None:
 def test_train_step_quick() -> None:
     pytest.importorskip("alignn.models.alignn_atomwise_pure")
     r = run_quick("train_step.py")
-    assert {"graph_only", "simplified", "reference"} <= set(r["sides"])
+    assert {"graph_only", "graph_only_bf16", "simplified", "reference"} <= set(r["sides"])
     for side in r["sides"].values():
         assert side["train_structures_per_s"] > 0 and side["infer_structures_per_s"] > 0
         assert side["peak_rss_mb"] > 0 and side["train_gflop_per_step"] > 0

@@ -119,11 +119,13 @@ def predict_source(
     out: str | Path | None = None,
     text_file: str | None = None,
     batch_size: int = 64,
+    precision: str | None = None,
 ) -> tuple[Predictions, list[Rejection]]:
     """Predict every usable record of a data source with the model of ``run_dir`` (``crysfuse predict``).
 
     Texts come from the source itself, then ``text_file`` (default: the run's own ``data.text_file``), then
-    the run's describer. The run's target column is read when present but not required.
+    the run's describer. The run's target column is read when present but not required. ``precision``
+    defaults to the run's ``train.precision`` (what its own test predictions used).
     """
     loaded = load_run(run_dir)
     config = loaded.config
@@ -132,7 +134,8 @@ def predict_source(
     records = load_records(data, config.data.target, require_target=False)
     prepared = prepare(records.records, config, uses_text=loaded.model.uses_text)
     ids = list(prepared.items)
-    predictions = predict_items(loaded.model, ids, [prepared.items[i] for i in ids], batch_size=batch_size)
+    predictions = predict_items(loaded.model, ids, [prepared.items[i] for i in ids], batch_size=batch_size,
+                                precision=precision)
     if out is not None:
         write_predictions_csv(Path(out), predictions)
     return predictions, records.rejections + prepared.rejections

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -12,6 +14,8 @@ import torch
 from crysfuse.data.dataset import CrystalData, make_loader
 from crysfuse.io import write_csv_atomic
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class Predictions:
@@ -21,20 +25,58 @@ class Predictions:
     target: np.ndarray
     prediction: np.ndarray
     gates: dict[str, np.ndarray] = field(default_factory=dict)
+    precision: str = "32-true"
+    """The precision the model ran at (a Lightning setting such as ``32-true`` or ``bf16-mixed``)."""
+
+
+def autocast_dtype(precision: str | int) -> torch.dtype | None:
+    """The autocast dtype of a Lightning precision setting (``bf16-mixed`` → bfloat16, ``16-mixed`` →
+    float16), ``None`` for full precision (``32-true``, ``64-true``)."""
+    text = str(precision).lower()
+    if text.startswith("bf16"):
+        return torch.bfloat16
+    if text.startswith("16"):
+        return torch.float16
+    return None
+
+
+def model_precision(model: torch.nn.Module) -> str:
+    """The precision a crysfuse model was trained with (its config's ``train.precision``; ``32-true`` when
+    the model carries no config)."""
+    config = getattr(model, "config", None)
+    return str(config.train.precision) if config is not None else "32-true"
+
+
+def precision_context(precision: str | int, device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast for a reduced-precision setting (weights stay float32), a no-op for full precision."""
+    dtype = autocast_dtype(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 @torch.no_grad()
 def predict_items(
-    model: torch.nn.Module, ids: Sequence[str], items: Sequence[CrystalData], *, batch_size: int = 64
+    model: torch.nn.Module,
+    ids: Sequence[str],
+    items: Sequence[CrystalData],
+    *,
+    batch_size: int = 64,
+    precision: str | None = None,
 ) -> Predictions:
-    """Run ``model`` (in eval mode) over ``items``; diagnostics of shape ``[B]`` are collected per sample."""
+    """Run ``model`` (in eval mode) over ``items``; diagnostics of shape ``[B]`` are collected per sample.
+
+    ``precision`` defaults to the one the model was trained with (``train.precision``), so a run's own
+    ``predictions_test.csv`` and a later ``crysfuse predict`` compute the same numbers."""
     model.eval()
     device = next(model.parameters()).device
+    precision = precision or model_precision(model)
     predictions, targets = [], []
     gates: dict[str, list[np.ndarray]] = {}
     for batch in make_loader(items, batch_size=batch_size, shuffle=False):
         batch = batch.to(device)
-        output = model(batch)
+        with precision_context(precision, device):
+            output = model(batch)
         predictions.append(output.prediction.double().cpu().numpy())
         targets.append(batch.y.double().cpu().numpy())
         for key, value in output.diagnostics.items():
@@ -46,6 +88,7 @@ def predict_items(
         target=np.concatenate(targets) if targets else empty,
         prediction=np.concatenate(predictions) if predictions else empty,
         gates={k: np.concatenate(v) for k, v in gates.items()},
+        precision=str(precision),
     )
 
 

@@ -8,6 +8,7 @@ import sys
 from typing import Sequence
 
 from crysfuse import __version__
+from crysfuse.allocator import tune_allocator
 from crysfuse.cli import (
     compare,
     config,
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``crysfuse`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
+    # Before any tensor exists: reuse freed tensor buffers instead of page-faulting them in every step
+    # (crysfuse.allocator; CRYSFUSE_MALLOC=system keeps the C library's defaults).
+    tune_allocator()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

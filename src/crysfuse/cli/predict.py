@@ -12,6 +12,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="CSV to write: id,target,prediction[,gates]")
     parser.add_argument("--text-file", help="descriptions joined by id (default: the run's own setting)")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--precision", help="e.g. 32-true or bf16-mixed (default: the run's train.precision)")
     parser.set_defaults(func=run)
 
 
@@ -19,7 +20,9 @@ def run(args: argparse.Namespace) -> int:
     from crysfuse.api import predict_source
 
     predictions, rejections = predict_source(
-        args.checkpoint, args.data, out=args.out, text_file=args.text_file, batch_size=args.batch_size
+        args.checkpoint, args.data, out=args.out, text_file=args.text_file, batch_size=args.batch_size,
+        precision=args.precision,
     )
-    print(f"wrote {len(predictions.ids)} predictions to {args.out} ({len(rejections)} records rejected)")
+    print(f"wrote {len(predictions.ids)} predictions to {args.out} ({len(rejections)} records rejected; "
+          f"precision {predictions.precision})")
     return 0

@@ -21,7 +21,7 @@ from crysfuse.io import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
-GRAPH_CACHE_VERSION = "1"
+GRAPH_CACHE_VERSION = "2"  # 2: line graph ordered by e2 (aggregation target)
 
 
 def structure_key(structure: Structure, settings: GraphSettings) -> str:

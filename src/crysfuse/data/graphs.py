@@ -85,7 +85,7 @@ class CrystalGraph:
             source, then length.
         edge_vectors: ``[E, 3]`` float32; Cartesian ``r_ij = x_j + image_shift - x_i`` in Å.
         line_edge_index: ``[2, T]`` int64; pairs ``(e1, e2)`` of edge ids with ``dst(e1) == src(e2)``,
-            backtracking pairs included (DGL ``line_graph(shared=True)``). Sorted by e1, then e2.
+            backtracking pairs included (DGL ``line_graph(shared=True)``). Sorted by e2, then e1.
         bond_cosines: ``[T]`` float32; cosine between ``-r_e1`` and ``r_e2``, clamped to ``[-1, 1]``.
     """
 
@@ -191,22 +191,25 @@ def _bond_cosines(vectors: np.ndarray, line_edge_index: np.ndarray) -> np.ndarra
 
 
 def _line_graph(src: np.ndarray, dst: np.ndarray, num_nodes: int) -> np.ndarray:
-    """Vectorised DGL ``line_graph(shared=True)`` for edges sorted by ``src``.
+    """Vectorised DGL ``line_graph(shared=True)``, ordered by the aggregation target.
 
     Args:
-        src, dst: ``[E]`` int64, ``src`` non-decreasing.
+        src, dst: ``[E]`` int64 edge endpoints.
         num_nodes: N.
 
     Returns:
-        ``[2, T]`` int64 pairs ``(e1, e2)`` with ``dst[e1] == src[e2]``, sorted by e1 then e2.
+        ``[2, T]`` int64 pairs ``(e1, e2)`` with ``dst[e1] == src[e2]``, sorted by e2 then e1. Line-graph
+        convolutions sum messages into ``e2``; with ``e2`` sorted, that ``index_add_`` writes rows in order,
+        3–5x faster on CPU than in random order (docs/benchmarks.md).
     """
-    out_deg = np.bincount(src, minlength=num_nodes)
-    out_start = np.concatenate(([0], np.cumsum(out_deg)[:-1]))
-    counts = out_deg[dst]  # [E] number of continuations of each edge
-    e1 = np.repeat(np.arange(src.shape[0], dtype=np.int64), counts)
+    in_deg = np.bincount(dst, minlength=num_nodes)
+    in_start = np.concatenate(([0], np.cumsum(in_deg)[:-1]))
+    in_edges = np.argsort(dst, kind="stable")  # edge ids grouped by destination atom, ascending within
+    counts = in_deg[src]  # [E] number of predecessors e1 of each edge e2
+    e2 = np.repeat(np.arange(src.shape[0], dtype=np.int64), counts)
     first = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    offset = np.arange(e1.shape[0], dtype=np.int64) - np.repeat(first, counts)
-    e2 = out_start[dst[e1]] + offset
+    offset = np.arange(e2.shape[0], dtype=np.int64) - np.repeat(first, counts)
+    e1 = in_edges[in_start[src[e2]] + offset]
     return np.stack([e1, e2]).astype(np.int64, copy=False)
 
 

@@ -61,11 +61,13 @@ class ALIGNNEncoder(nn.Module):
         x = self.atom_embedding(self.atom_feature_table.index_select(0, batch.atomic_numbers))
         y = self.edge_embedding(torch.linalg.vector_norm(batch.edge_vectors, dim=-1))
         z = self.angle_embedding(batch.bond_cosines)
+        # The last layer of each stack skips the edge/triplet update that no later layer reads.
+        last_alignn, last_gcn = len(self.alignn_layers) - 1, len(self.gcn_layers) - 1
         for index, layer in enumerate(self.alignn_layers):
-            x, y, z = layer(x, batch.edge_index, y, batch.line_edge_index, z)
+            x, y, z = layer(x, batch.edge_index, y, batch.line_edge_index, z, update_triplets=index < last_alignn)
             if after_alignn_layer is not None:
                 x = after_alignn_layer(index, x)
-        for layer in self.gcn_layers:
-            x, y = layer(x, batch.edge_index, y)
+        for index, layer in enumerate(self.gcn_layers):
+            x, y = layer(x, batch.edge_index, y, update_edges=index < last_gcn)
         graph = scatter(x, batch.batch, dim=0, dim_size=batch.num_graphs, reduce="mean")
         return GraphEncoding(nodes=x, graph=graph)

@@ -29,17 +29,33 @@ class RBFExpansion(nn.Module):
         self.gamma = 1.0 / float(torch.diff(centres).mean())
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:
-        return torch.exp(-self.gamma * (values.unsqueeze(-1) - self.centres) ** 2)
+        # In place after the first pass (values are data, nothing here needs a gradient): one [*, bins]
+        # buffer instead of four; the same float operations as exp(-γ (d - μ)²).
+        return (values.unsqueeze(-1) - self.centres).square_().mul_(-self.gamma).exp_()
 
     def extra_repr(self) -> str:
         return f"bins={self.centres.numel()}, range=({self.centres[0]:.2f}, {self.centres[-1]:.2f})"
 
 
 class MLPLayer(nn.Sequential):
-    """Linear → BatchNorm1d → SiLU (ALIGNN's embedding block). Shapes: ``[M, dim_in]`` → ``[M, dim_out]``."""
+    """Linear → BatchNorm1d → SiLU (ALIGNN's embedding block). Shapes: ``[M, dim_in]`` → ``[M, dim_out]``.
+
+    In evaluation mode the BatchNorm is an affine map with its running statistics, so it is folded into the
+    linear layer's weights (``W' = s W``, ``b' = s (b - μ) + β`` with ``s = γ / sqrt(σ² + ε)``): one
+    ``[M, dim_out]`` pass fewer per call, the same function up to float rounding.
+    """
 
     def __init__(self, *, dim_in: int, dim_out: int) -> None:
         super().__init__(nn.Linear(dim_in, dim_out), nn.BatchNorm1d(dim_out), nn.SiLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        linear, norm, _ = self
+        if self.training or not norm.track_running_stats or norm.running_mean is None:
+            return super().forward(x)
+        scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+        weight = linear.weight * scale.unsqueeze(1)
+        bias = (linear.bias - norm.running_mean) * scale + norm.bias
+        return F.silu(F.linear(x, weight, bias))
 
 
 class EdgeGatedGraphConv(nn.Module):
@@ -61,15 +77,18 @@ class EdgeGatedGraphConv(nn.Module):
         self.bn_edges = nn.BatchNorm1d(dim)
 
     def forward(
-        self, x: torch.Tensor, edge_index: torch.Tensor, e: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, x: torch.Tensor, edge_index: torch.Tensor, e: torch.Tensor, *, update_edges: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Args:
             x: Node features ``[N, D]``.
             edge_index: ``[2, E]`` (row 0 source i, row 1 destination j).
             e: Edge features ``[E, D]``.
+            update_edges: ``False`` when no later layer reads the edge features (the last layer of a stack):
+                ``e'`` is then not computed (``None``), which saves a BatchNorm, a SiLU and a residual pass
+                over ``[E, D]`` and their backward. The node output is the same either way.
 
         Returns:
-            Updated node features ``[N, D]`` and edge features ``[E, D]``.
+            Updated node features ``[N, D]`` and edge features ``[E, D]`` (``None`` without ``update_edges``).
         """
         src, dst = edge_index[0], edge_index[1]
         dim, num_nodes = x.size(1), x.size(0)
@@ -83,13 +102,17 @@ class EdgeGatedGraphConv(nn.Module):
         gate_src, gate_dst = node[:, :dim], node[:, dim : 2 * dim]
         update_src, update_self = node[:, 2 * dim : 3 * dim], node[:, 3 * dim :]
         # m = W_s x_i + W_d x_j + W_e e_ij: the gathered node terms are the addmm accumulator (one pass less).
-        # The edge-gate bias is added on the node side ([N, D]) instead of on the edges ([E, D]).
-        gathered = gate_src.index_select(0, src).add_((gate_dst + self.edge_gate.bias).index_select(0, dst))
-        # m = W_s x_i + W_d x_j + W_e e_ij: the gathered node terms are the addmm accumulator (one pass less).
-        m = torch.addmm(gathered, e, self.edge_gate.weight.t())
+        # The edge-gate bias is added on the node side ([N, D]) instead of on the edges ([E, D]), in the
+        # activations' dtype: under bf16 autocast a float32 bias would promote the gathered [E, D] terms to
+        # float32 and cost two dtype conversions over [E, D] forward and backward.
+        gate_dst = gate_dst + self.edge_gate.bias.to(gate_dst.dtype)
+        gathered = gate_src.index_select(0, src).add_(gate_dst.index_select(0, dst))
+        # In place: addmm would first copy the accumulator into a new [E, D] buffer. In-place ops are not
+        # autocast, so the weight takes the activations' dtype explicitly.
+        m = gathered.addmm_(e, self.edge_gate.weight.t().to(e.dtype))
         h = _GatedAggregation.apply(m, update_src, src, dst, num_nodes)
         x_out = F.silu(self.bn_nodes(update_self + h)).add_(x)
-        e_out = F.silu(self.bn_edges(m)).add_(e)
+        e_out = F.silu(self.bn_edges(m)).add_(e) if update_edges else None
         return x_out, e_out
 
 
@@ -122,9 +145,10 @@ class _GatedAggregation(torch.autograd.Function):
         grad_u = None
         if ctx.needs_input_grad[1]:
             grad_u = torch.zeros_like(u).index_add_(0, src, grad_messages * sigma)
-        # d/d sigma: grad_messages * u[src] + grad_den[dst]; then sigmoid': sigma (1 - sigma)
+        # d/d sigma: grad_messages * u[src] + grad_den[dst]; then sigmoid': sigma (1 - sigma), in one fused
+        # pass over [E, D] (aten's sigmoid_backward) instead of a temporary (1 - sigma) and two products.
         grad_sigma = grad_messages.mul_(u.index_select(0, src)).add_(grad_den.index_select(0, dst))
-        grad_m = grad_sigma.mul_(sigma).mul_(1.0 - sigma)
+        grad_m = torch.ops.aten.sigmoid_backward(grad_sigma, sigma)
         return grad_m, grad_u, None, None, None
 
 
@@ -144,10 +168,15 @@ class ALIGNNConv(nn.Module):
         y: torch.Tensor,
         line_edge_index: torch.Tensor,
         z: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Shapes: x ``[N, D]``, y ``[E, D]``, z ``[T, D]``; edge_index ``[2, E]``, line_edge_index ``[2, T]``."""
+        *,
+        update_triplets: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Shapes: x ``[N, D]``, y ``[E, D]``, z ``[T, D]``; edge_index ``[2, E]``, line_edge_index ``[2, T]``.
+
+        ``update_triplets=False`` (the last ALIGNN layer, whose triplet features nobody reads) skips the
+        triplet update and returns ``None`` for it; x and y are unchanged by the flag."""
         x, m = self.node_update(x, edge_index, y)
-        y, z = self.edge_update(m, line_edge_index, z)
+        y, z = self.edge_update(m, line_edge_index, z, update_edges=update_triplets)
         return x, y, z
 
 

@@ -268,6 +268,7 @@ def _train_in_run_dir(
         "text_missing": prepared.text.num_missing,
         "text_truncated": prepared.text.num_truncated,
         "encoder_id": prepared.text.encoder_id,
+        "precision": str(config.train.precision),
         "weights": WEIGHTS_FILE,
     }
     write_json_atomic(run_dir / "summary.json", summary)
