@@ -19,7 +19,8 @@ from crysfuse.checkpoint import LoadedModel, load_run
 from crysfuse.config import Config
 from crysfuse.data.objects import records_from_structures
 from crysfuse.data.pipeline import prepare
-from crysfuse.data.sources import Rejection, load_records
+from crysfuse.data.records import Rejection
+from crysfuse.data.sources import load_config_records
 from crysfuse.predict import Predictions, predict_items, write_predictions_csv
 
 
@@ -129,7 +130,7 @@ def predict_source(
     config = loaded.config
     if text_file is not None:
         config = config.with_overrides([f"data.text_file={text_file!r}"])
-    records = load_records(data, config.data.target, require_target=False)
+    records = load_config_records(config, path=data, require_target=False, whole_source=True)
     prepared = prepare(records.records, config, uses_text=loaded.model.uses_text)
     ids = list(prepared.items)
     predictions = predict_items(loaded.model, ids, [prepared.items[i] for i in ids], batch_size=batch_size)

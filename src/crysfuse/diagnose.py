@@ -21,8 +21,8 @@ import numpy as np
 
 from crysfuse.config import MonitorConfig
 from crysfuse.data.corruption import Corruption, corrupt_text
-from crysfuse.data.pipeline import with_text
-from crysfuse.data.sources import load_records
+from crysfuse.data.dataset import with_text
+from crysfuse.data.sources import load_config_records
 from crysfuse.io import write_json_atomic, write_text_atomic
 from crysfuse.markup import escape_markdown as md
 from crysfuse.monitor import STATISTICS_FILE, check_gate, gate_kind, summarize
@@ -80,7 +80,7 @@ def crystal_info(evaluation: EvaluationSet, data: str | None) -> dict[str, tuple
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     config, wanted = evaluation.loaded.config, set(evaluation.ids)
-    records = load_records(data or config.data.path, config.data.target, limit=config.data.limit, ids=wanted).records
+    records = load_config_records(config, path=data, ids=wanted).records
     info: dict[str, tuple[str, list[str]]] = {}
     for record in records:
         try:

@@ -11,9 +11,9 @@ import numpy as np
 
 from crysfuse.checkpoint import LoadedModel, load_run, read_json_file
 from crysfuse.data.corruption import Corruption, corrupt_text
-from crysfuse.data.dataset import CrystalData
-from crysfuse.data.pipeline import PreparedData, prepare, with_text
-from crysfuse.data.sources import load_records
+from crysfuse.data.dataset import CrystalData, with_text
+from crysfuse.data.pipeline import PreparedData, prepare
+from crysfuse.data.sources import load_config_records
 from crysfuse.predict import predict_items, regression_metrics
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def load_evaluation_set(
     if split not in splits:
         raise ValueError(f"split '{split}' not in {Path(run_dir) / 'splits.json'}: {sorted(splits)}")
     wanted = set(splits[split][:limit] if limit else splits[split])
-    records = load_records(data or config.data.path, config.data.target, limit=config.data.limit, ids=wanted).records
+    records = load_config_records(config, path=data, ids=wanted).records
     prepared = prepare(records, config, uses_text=loaded.model.uses_text)
     ids = [i for i in splits[split] if i in prepared.items]
     return EvaluationSet(loaded=loaded, ids=ids, prepared=prepared)

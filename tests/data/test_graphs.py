@@ -14,7 +14,7 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from crysfuse.data.atom_features import (
+from crysfuse.chemistry import (
     DIM_ATOM_FEATURES,
     UnknownElementError,
     cgcnn_feature_table,

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crysfuse.data.sources import (
-    CRYSMMNET_FILE,
+from crysfuse.data.records import (
     DataSourceError,
     LoadResult,
     StructureRecord,
-    _target_value,
-    _text_or_none,
     csv_rows,
     structure_for_id,
+    target_value,
+    text_or_none,
 )
+
+CRYSMMNET_FILE = "description.csv"
 
 
 def load_crysmmnet(folder: Path, target: str | None, *, limit: int | None, require_target: bool) -> LoadResult:
@@ -42,9 +43,9 @@ def load_crysmmnet(folder: Path, target: str | None, *, limit: int | None, requi
         structure = structure_for_id(folder, record_id, result)
         if structure is None:
             continue
-        value = _target_value(row, target, record_id, result, require_target)
+        value = target_value(row, target, record_id, result, require_target)
         if value is None:
             continue
-        text = _text_or_none(row.get(text_column) if text_column else None, clean=True)
+        text = text_or_none(row.get(text_column) if text_column else None, clean=True)
         result.records.append(StructureRecord(record_id, structure, value, text))
     return result

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from crysfuse.data.atom_features import check_elements
+from crysfuse.chemistry import check_elements
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure

@@ -18,7 +18,7 @@ from torch import nn
 from torch_geometric.utils import scatter
 
 from crysfuse.config import ModelConfig
-from crysfuse.data.atom_features import DIM_ATOM_FEATURES, cgcnn_feature_table
+from crysfuse.chemistry import DIM_ATOM_FEATURES, cgcnn_feature_table
 from crysfuse.nn.layers import ALIGNNConv, EdgeGatedGraphConv, MLPLayer, RBFExpansion
 
 

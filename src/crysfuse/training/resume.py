@@ -6,8 +6,6 @@
 * :class:`ResumeCheckpoint` — after every epoch, the full training state (weights, optimiser, scheduler,
   loops, callbacks, RNG states) goes to ``resume/last.ckpt`` (temporary name, then rename) and the epoch to
   ``resume/last.json``. Resuming loads it with ``torch.load(weights_only=True)``: no code is unpickled.
-* :class:`EpochSeededSampler` — the shuffle order of epoch k depends only on (seed, k), so a resumed run
-  sees the same batches as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -18,12 +16,11 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import Sampler
 
 from crysfuse.io import write_json_atomic, write_text_atomic
 
@@ -169,26 +166,3 @@ class RngState(L.Callback):
                              np_state["has_gauss"], np_state["gauss"]))
         py_state = state_dict["python"]
         random.setstate((py_state["version"], tuple(py_state["state"]), py_state["gauss"]))
-
-
-class EpochSeededSampler(Sampler[int]):
-    """A random permutation per epoch, seeded by ``(seed, epoch)``; Lightning calls :meth:`set_epoch`."""
-
-    def __init__(self, num_items: int, seed: int, dataset: Any = None) -> None:
-        self.num_items = num_items
-        self.seed = seed
-        self.epoch = 0
-        self.dataset = dataset
-
-    def set_epoch(self, epoch: int) -> None:
-        """Also tells the dataset (e.g. text augmentation draws per epoch)."""
-        self.epoch = epoch
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.num_items, generator=generator).tolist())
-
-    def __len__(self) -> int:
-        return self.num_items

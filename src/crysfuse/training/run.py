@@ -20,7 +20,8 @@ from crysfuse.checkpoint import WEIGHTS_FILE, load_run, write_meta
 from crysfuse.config import Config
 from crysfuse.data.dataset import make_loader
 from crysfuse.data.pipeline import PreparedData, prepare
-from crysfuse.data.sources import Rejection, load_records
+from crysfuse.data.records import Rejection
+from crysfuse.data.sources import load_config_records
 from crysfuse.data.splits import make_split, split_ids
 from crysfuse.data.store import item_list, item_targets
 from crysfuse.io import write_csv_atomic, write_json_atomic
@@ -182,8 +183,7 @@ def _train_in_run_dir(
     if primary:
         config.save(run_dir / "config.json")
 
-    loaded = load_records(config.data.path, config.data.target, limit=config.data.limit,
-                          ids=split_ids(config))
+    loaded = load_config_records(config, ids=split_ids(config))
     uses_text = model_uses_text(config)
     prepared = prepare(loaded.records, config, uses_text=uses_text)
     rejections = loaded.rejections + prepared.rejections
