@@ -15,13 +15,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from crysfuse.checkpoint import LoadedModel, load_run
 from crysfuse.config import Config
 from crysfuse.data.objects import records_from_structures
 from crysfuse.data.pipeline import prepare
 from crysfuse.data.records import Rejection
 from crysfuse.data.sources import load_config_records
-from crysfuse.predict import Predictions, predict_items, write_predictions_csv
+from crysfuse.predict import Predictions, predict_items
+from crysfuse.rundir import LoadedModel, load_run, write_predictions_csv
 
 
 @dataclass

@@ -34,12 +34,11 @@ import yaml
 
 from crysfuse.config import Config, ConfigError
 from crysfuse.io import write_json_atomic
-from crysfuse.training.resume import read_status
+from crysfuse.rundir import has_robustness, is_finished, robustness_results_dir
 
 logger = logging.getLogger(__name__)
 
 MATRIX_KEYS = {"base", "set", "variants", "seeds", "extra", "robustness", "baseline"}
-ROBUSTNESS_DIR = "robustness"
 
 
 @dataclass
@@ -110,9 +109,7 @@ def load_matrix(path: str | Path, out: str | Path) -> Matrix:
 
 def cell_finished(cell: Cell, plan: RobustnessPlan | None) -> bool:
     """Trained (status ``finished``) and, when a robustness plan is given, evaluated."""
-    trained = read_status(cell.run_dir).get("state") == "finished" and (cell.run_dir / "summary.json").exists()
-    evaluated = plan is None or (cell.run_dir / ROBUSTNESS_DIR / "robustness.json").exists()
-    return trained and evaluated
+    return is_finished(cell.run_dir) and (plan is None or has_robustness(cell.run_dir))
 
 
 def _cell_commands(cell: Cell, plan: RobustnessPlan | None) -> list[list[str]]:
@@ -125,7 +122,7 @@ def _cell_commands(cell: Cell, plan: RobustnessPlan | None) -> list[list[str]]:
             sys.executable, "-m", "crysfuse", "robustness", "--checkpoint", str(cell.run_dir),
             "--strategies", ",".join(plan.strategies), "--modes", ",".join(plan.modes),
             "--ratios", ",".join(str(r) for r in plan.ratios), "--split", plan.split,
-            "--out", str(cell.run_dir / ROBUSTNESS_DIR),
+            "--out", str(robustness_results_dir(cell.run_dir)),
             *(["--limit", str(plan.limit)] if plan.limit else []),
         ])
     return commands

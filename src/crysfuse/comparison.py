@@ -3,8 +3,6 @@ validation MAE (the test split is reported, never used to choose)."""
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from crysfuse import rundir
 from crysfuse.io import write_csv_atomic, write_text_atomic
 
 BOOTSTRAP_SAMPLES = 2000
@@ -46,17 +45,12 @@ def run_label(config: dict[str, Any]) -> str:
 def read_run(run_dir: str | Path) -> RunInfo:
     """Load the summary, per-sample test errors and robustness results of a finished run."""
     run_dir = Path(run_dir)
-    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    errors = {}
-    with open(run_dir / "predictions_test.csv", newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            errors[row["id"]] = abs(float(row["prediction"]) - float(row["target"]))
-    info = RunInfo(run_dir=run_dir, label=run_label(config), seed=int(summary["seed"]), summary=summary,
-                   test_errors=errors)
-    robustness_file = run_dir / "robustness" / "robustness.json"
-    if robustness_file.exists():
-        info.robustness = json.loads(robustness_file.read_text(encoding="utf-8"))["rows"]
+    summary = rundir.read_summary(run_dir)
+    info = RunInfo(run_dir=run_dir, label=run_label(rundir.read_config_dict(run_dir)), seed=int(summary["seed"]),
+                   summary=summary, test_errors=rundir.read_test_errors(run_dir))
+    robustness = rundir.read_robustness_rows(run_dir)
+    if robustness is not None:
+        info.robustness = robustness
         deleted = [r["mae"] for r in info.robustness if r["mode"] == "delete" and float(r["ratio"]) == 1.0]
         info.deleted_mae = float(np.mean(deleted)) if deleted else None
         clean = [r["mae"] for r in info.robustness if float(r["ratio"]) == 0.0]

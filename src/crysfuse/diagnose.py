@@ -9,7 +9,6 @@ flow, each with the numbers that triggered it. See ``docs/monitor.md``.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import warnings
@@ -25,9 +24,11 @@ from crysfuse.data.dataset import with_text
 from crysfuse.data.sources import load_config_records
 from crysfuse.io import write_json_atomic, write_text_atomic
 from crysfuse.markup import escape_markdown as md
-from crysfuse.monitor import STATISTICS_FILE, check_gate, gate_kind, summarize
+from crysfuse.monitor import check_gate, gate_kind, summarize
 from crysfuse.predict import Predictions, predict_items, regression_metrics
 from crysfuse.robustness import EvaluationSet, load_evaluation_set
+from crysfuse.rundir import read_gate_statistics, read_metrics
+from crysfuse.rundir.layout import DIAGNOSIS_JSON_FILE, DIAGNOSIS_MD_FILE, DIAGNOSIS_PLOT_FILES
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ LOSS_SPIKE = 1.5
 VAL_SPIKE = 1.5
 """Unstable: an epoch's validation MAE above this multiple of the best one before it."""
 BOOTSTRAP_SAMPLES = 2000
-PLOT_FILES = ("gate_histogram.png", "gate_vs_error.png", "parity.png")
+PLOT_FILES = DIAGNOSIS_PLOT_FILES
 
 
 @dataclass
@@ -124,13 +125,7 @@ def text_effect(clean: Predictions, deleted: Predictions, *, seed: int = 0) -> d
 
 def training_stability(run_dir: Path) -> dict[str, Any]:
     """Loss and validation spikes from ``metrics.jsonl`` and the monitor's warnings by rule."""
-    rows = []
-    path = run_dir / "metrics.jsonl"
-    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
+    rows = read_metrics(run_dir)
     losses = [float(r.get("train_loss", math.nan)) for r in rows]
     val = [float(r.get("val_mae", math.nan)) for r in rows]
     loss_spikes = [{"epoch": rows[i].get("epoch", i), "ratio": losses[i] / losses[i - 1]}
@@ -138,9 +133,8 @@ def training_stability(run_dir: Path) -> dict[str, Any]:
     val_spikes = [{"epoch": rows[i].get("epoch", i), "ratio": val[i] / min(val[:i])}
                   for i in range(1, len(rows)) if min(val[:i]) > 0 and val[i] > VAL_SPIKE * min(val[:i])]
     non_finite = [rows[i].get("epoch", i) for i, v in enumerate(losses) if not math.isfinite(v)]
-    statistics = run_dir / STATISTICS_FILE
-    by_rule = json.loads(statistics.read_text(encoding="utf-8")).get("warnings_by_rule", {}) \
-        if statistics.is_file() else None
+    statistics = read_gate_statistics(run_dir)
+    by_rule = statistics.get("warnings_by_rule", {}) if statistics is not None else None
     reasons = []
     if non_finite:
         reasons.append(f"non-finite train loss in epoch(s) {non_finite}")
@@ -305,8 +299,8 @@ def write_diagnosis(diagnosis: Diagnosis, out_dir: str | Path) -> list[Path]:
 
     out_dir, report = Path(out_dir), diagnosis.report
     clean, deleted = diagnosis.clean, diagnosis.deleted
-    write_json_atomic(out_dir / "diagnosis.json", strict_json(report))
-    write_text_atomic(out_dir / "diagnosis.md", render_markdown(report))
+    write_json_atomic(out_dir / DIAGNOSIS_JSON_FILE, strict_json(report))
+    write_text_atomic(out_dir / DIAGNOSIS_MD_FILE, render_markdown(report))
     keys = sorted(clean.gates)
     figure, axes = _gate_axes(keys, "gate distributions: clean vs all text deleted")
     for axis, key in zip(axes, keys):
@@ -342,4 +336,4 @@ def write_diagnosis(diagnosis: Diagnosis, out_dir: str | Path) -> list[Path]:
     axis.set_ylabel("prediction")
     axis.legend(fontsize=8)
     save_figure(figure, out_dir / PLOT_FILES[2])
-    return [out_dir / "diagnosis.json", out_dir / "diagnosis.md", *(out_dir / name for name in PLOT_FILES)]
+    return [out_dir / DIAGNOSIS_JSON_FILE, out_dir / DIAGNOSIS_MD_FILE, *(out_dir / name for name in PLOT_FILES)]

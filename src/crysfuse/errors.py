@@ -4,13 +4,12 @@ from __future__ import annotations
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from crysfuse.checkpoint import CheckpointError
+    from crysfuse.rundir import CheckpointError, RunDirectoryError
     from crysfuse.config import ConfigError
     from crysfuse.data.sources import DataSourceError
     from crysfuse.data.splits import SplitError
     from crysfuse.registry import UnknownNameError
     from crysfuse.text.encoder import EncoderUnavailableError
-    from crysfuse.training.resume import RunDirectoryError
 
     return (CheckpointError, ConfigError, DataSourceError, SplitError, EncoderUnavailableError, UnknownNameError,
             RunDirectoryError)

@@ -25,11 +25,10 @@ import numpy as np
 
 from crysfuse.config import MonitorConfig
 from crysfuse.io import write_json_atomic
+from crysfuse.rundir.layout import GATE_PLOTS_FILE, GATE_STATISTICS_FILE
 
 logger = logging.getLogger(__name__)
 
-STATISTICS_FILE = "gate_statistics.json"
-PLOTS_FILE = "gate_plots.png"
 SUMMARY_SUFFIXES = ("_mean", "_std", "_min", "_max")
 
 
@@ -288,10 +287,10 @@ class GateMonitor(L.Callback):
         for line in self.summary_lines():
             logger.info("%s", line)
         if self.out_dir is not None:
-            write_json_atomic(self.out_dir / STATISTICS_FILE, statistics)
+            write_json_atomic(self.out_dir / GATE_STATISTICS_FILE, statistics)
             from crysfuse.plots import save_figure
 
-            save_figure(plot_trajectories(self), self.out_dir / PLOTS_FILE)
+            save_figure(plot_trajectories(self), self.out_dir / GATE_PLOTS_FILE)
         if self._writer is not None:
             self._writer.flush()
             if self._own_writer:

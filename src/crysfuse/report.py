@@ -14,8 +14,16 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from crysfuse import rundir
 from crysfuse.io import write_text_atomic
 from crysfuse.markup import escape_html as esc
+from crysfuse.rundir.layout import (
+    CONFIG_FILE,
+    DIAGNOSIS_JSON_FILE,
+    GATE_PLOTS_FILE,
+    ROBUSTNESS_JSON_FILE,
+    ROBUSTNESS_PLOT_PREFIX,
+)
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
@@ -62,11 +70,9 @@ def table(rows: Sequence[dict[str, Any]], columns: Iterable[str] | None = None) 
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def learning_curves_png(metrics_path: Path) -> bytes | None:
+def learning_curves_png(run_dir: Path) -> bytes | None:
     """Train/val loss and MAE per epoch from ``metrics.jsonl``."""
-    if not metrics_path.is_file():
-        return None
-    rows = [json.loads(line) for line in metrics_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = rundir.read_metrics(run_dir)
     if not rows:
         return None
     from crysfuse.plots import plt
@@ -92,25 +98,26 @@ def run_sections(run_dir: Path, heading_level: int = 2) -> list[str]:
     """HTML sections for one run directory."""
     h = f"h{heading_level}"
     parts = []
-    summary = _read_json(run_dir / "summary.json") or {}
+    summary = rundir.read_summary(run_dir) if rundir.has_summary(run_dir) else {}
     if summary:
         keys = ["fusion", "target", "seed", "val_mae", "test_mae", "n_params", "n_params_fusion", "epochs",
                 "best_epoch", "train_seconds", "n_train", "n_val", "n_test", "n_rejected"]
         parts.append(f"<{h}>Summary</{h}>" + table([{k: summary.get(k) for k in keys if k in summary}]))
-    curves = learning_curves_png(run_dir / "metrics.jsonl")
+    curves = learning_curves_png(run_dir)
     if curves:
         parts.append(f"<{h}>Learning curves</{h}>" + _image(curves, "learning curves"))
-    statistics = _read_json(run_dir / "gate_statistics.json")
-    if statistics or (run_dir / "gate_plots.png").is_file():
+    statistics = rundir.read_gate_statistics(run_dir)
+    if statistics or (run_dir / GATE_PLOTS_FILE).is_file():
         parts.append(f"<{h}>Gates during training</{h}>" + _gate_statistics(statistics or {})
-                     + _image_file(run_dir / "gate_plots.png", "gate trajectories"))
-    for diagnosis_json in sorted(run_dir.glob("**/diagnosis.json")):
+                     + _image_file(run_dir / GATE_PLOTS_FILE, "gate trajectories"))
+    for diagnosis_json in sorted(run_dir.glob(f"**/{DIAGNOSIS_JSON_FILE}")):
         parts.append(f"<{h}>Diagnosis</{h}>" + _diagnosis(diagnosis_json))
-    for robustness_json in sorted(run_dir.glob("**/robustness.json")):
+    for robustness_json in sorted(run_dir.glob(f"**/{ROBUSTNESS_JSON_FILE}")):
         data = _read_json(robustness_json)
-        images = "".join(_image_file(p, p.stem) for p in sorted(robustness_json.parent.glob("robustness*.png")))
+        images = "".join(_image_file(p, p.stem)
+                         for p in sorted(robustness_json.parent.glob(f"{ROBUSTNESS_PLOT_PREFIX}*.png")))
         parts.append(f"<{h}>Robustness ({esc(data.get('split', ''))} split)</{h}>" + table(data["rows"]) + images)
-    config = _read_json(run_dir / "config.json")
+    config = _read_json(run_dir / CONFIG_FILE)
     if config:
         parts.append(f"<{h}>Config</{h}><pre>{esc(json.dumps(config, indent=2))}</pre>")
     return parts
@@ -168,7 +175,7 @@ def write_report(directory: str | Path, out: str | Path) -> Path:
     directory = Path(directory)
     if (directory / "comparison.json").is_file():
         title, parts = f"crysfuse comparison: {directory.name}", comparison_sections(directory)
-    elif (directory / "summary.json").is_file() or (directory / "config.json").is_file():
+    elif rundir.has_summary(directory) or (directory / CONFIG_FILE).is_file():
         title, parts = f"crysfuse run: {directory.name}", run_sections(directory)
     else:
         raise ValueError(f"{directory} is neither a run directory nor a comparison directory")

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from crysfuse.checkpoint import LoadedModel, load_run, read_json_file
 from crysfuse.data.corruption import Corruption, corrupt_text
 from crysfuse.data.dataset import CrystalData, with_text
 from crysfuse.data.pipeline import PreparedData, prepare
 from crysfuse.data.sources import load_config_records
 from crysfuse.predict import predict_items, regression_metrics
+from crysfuse.rundir import LoadedModel, load_run, read_splits, splits_path
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +39,9 @@ def load_evaluation_set(
     (default: the run's own data source)."""
     loaded = load_run(run_dir)
     config = loaded.config
-    splits = read_json_file(Path(run_dir) / "splits.json")
+    splits = read_splits(run_dir)
     if split not in splits:
-        raise ValueError(f"split '{split}' not in {Path(run_dir) / 'splits.json'}: {sorted(splits)}")
+        raise ValueError(f"split '{split}' not in {splits_path(run_dir)}: {sorted(splits)}")
     wanted = set(splits[split][:limit] if limit else splits[split])
     records = load_config_records(config, path=data, ids=wanted).records
     prepared = prepare(records, config, uses_text=loaded.model.uses_text)

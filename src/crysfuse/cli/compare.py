@@ -23,6 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from crysfuse.compare import load_matrix, record_matrix, run_matrix
     from crysfuse.comparison import read_run, write_comparison
+    from crysfuse.rundir import has_summary
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -34,12 +35,12 @@ def run(args: argparse.Namespace) -> int:
         baseline = args.baseline or matrix.baseline
         outcome = run_matrix(matrix, jobs=args.jobs)
         record_matrix(out, matrix, outcome)
-        run_dirs = [c.run_dir for c in matrix.cells if (c.run_dir / "summary.json").exists()]
+        run_dirs = [c.run_dir for c in matrix.cells if has_summary(c.run_dir)]
         print(f"matrix: {outcome['cells']} cells, {outcome['skipped']} already finished, {outcome['ran']} run, "
               f"{len(outcome['failed'])} failed")
     else:
         run_dirs = [Path(r) for r in args.runs]
-        unfinished = [r for r in run_dirs if not (r / "summary.json").is_file()]
+        unfinished = [r for r in run_dirs if not has_summary(r)]
         if unfinished:
             logger.warning("skipping %d run directories without summary.json (not finished, or not runs): %s",
                            len(unfinished), ", ".join(map(str, unfinished)))

@@ -45,7 +45,7 @@ def _config(args: argparse.Namespace) -> Config:
 def run(args: argparse.Namespace) -> int:
     from crysfuse.data.check import check_source, format_summary
     from crysfuse.io import write_json_atomic
-    from crysfuse.training.run import write_rejections
+    from crysfuse.rundir import write_rejections
 
     config = _config(args)
     target = args.target if args.target is not None else (config.data.target or None)
