@@ -165,8 +165,8 @@ def tiny_mode(monkeypatch: pytest.MonkeyPatch, docs_cache: Path, mp36k_tiny: Pat
     """Patch crysfuse so every training and data load in the examples is tiny (see the module docstring)."""
     import crysfuse.api
     import crysfuse.cli
-    import crysfuse.diagnose
-    import crysfuse.robustness  # noqa: F401  (import before patching, so their load_records is replaced)
+    import crysfuse.analysis.diagnose
+    import crysfuse.analysis.robustness  # noqa: F401  (import before patching, so their load_records is replaced)
     from crysfuse.data import sources
 
     run_module = _run_module()

@@ -186,7 +186,7 @@ class TrainConfig:
 
 @dataclass
 class MonitorConfig:
-    """Gate monitoring during training (``crysfuse.monitor.GateMonitor``) and the thresholds of its anomaly
+    """Gate monitoring during training (``crysfuse.training.monitor.GateMonitor``) and the thresholds of its anomaly
     rules; ``crysfuse diagnose`` reads the same thresholds from the run's config."""
 
     enabled: bool = True

@@ -31,7 +31,7 @@ from crysfuse.rundir.layout import TENSORBOARD_DIR
 from crysfuse.training.augment import TextCorruptionDataset, corrupted_alternatives
 from crysfuse.training.callbacks import BestWeights, MetricsJsonl
 from crysfuse.training.module import CrysFuseLightning
-from crysfuse.monitor import GateMonitor
+from crysfuse.training.monitor import GateMonitor
 from crysfuse.training.resume import ResumeCheckpoint, RngState, check_resume_state
 
 logger = logging.getLogger(__name__)

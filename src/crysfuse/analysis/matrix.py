@@ -1,5 +1,6 @@
 """Comparison matrices: a base config × fusion variants × seeds (× named extra settings), each cell a normal
-run directory. Finished cells are skipped, so an interrupted matrix resumes; cells can run in parallel
+run directory trained (and evaluated for robustness) by ``crysfuse`` child processes; the finished cells are then
+compared with :mod:`crysfuse.analysis.comparison`. Finished cells are skipped, so an interrupted matrix resumes; cells can run in parallel
 processes.
 
 Matrix file (YAML)::
@@ -34,11 +35,12 @@ import yaml
 
 from crysfuse.config import Config, ConfigError
 from crysfuse.io import write_json_atomic
-from crysfuse.rundir import has_robustness, is_finished, robustness_results_dir
+from crysfuse.rundir import has_robustness, has_summary, is_finished, robustness_results_dir
 
 logger = logging.getLogger(__name__)
 
 MATRIX_KEYS = {"base", "set", "variants", "seeds", "extra", "robustness", "baseline"}
+MATRIX_JSON = "matrix.json"
 
 
 @dataclass
@@ -162,8 +164,21 @@ def run_matrix(matrix: Matrix, *, jobs: int = 1) -> dict[str, Any]:
 
 def record_matrix(out: Path, matrix: Matrix, outcome: dict[str, Any]) -> None:
     """``matrix.json``: the expanded cells and what happened to them."""
-    write_json_atomic(out / "matrix.json", {
+    write_json_atomic(out / MATRIX_JSON, {
         "baseline": matrix.baseline,
         "cells": [{"label": c.label, "seed": c.seed, "run_dir": str(c.run_dir)} for c in matrix.cells],
         "outcome": outcome,
     })
+
+
+def run_matrix_file(path: str | Path, out: str | Path, *, jobs: int = 1) -> tuple[Matrix, dict[str, Any]]:
+    """Load the matrix file, run its unfinished cells and record ``matrix.json`` in ``out``."""
+    matrix = load_matrix(path, out)
+    outcome = run_matrix(matrix, jobs=jobs)
+    record_matrix(Path(out), matrix, outcome)
+    return matrix, outcome
+
+
+def finished_cells(matrix: Matrix) -> list[Path]:
+    """The run directories of the cells that finished training."""
+    return [c.run_dir for c in matrix.cells if has_summary(c.run_dir)]

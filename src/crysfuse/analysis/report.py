@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from crysfuse import rundir
+from crysfuse.analysis.comparison import COMPARISON_JSON, COMPARISON_MAE_PNG, COMPARISON_ROBUSTNESS_PNG
+from crysfuse.analysis.markup import escape_html as esc
+from crysfuse.analysis.plots import learning_curves
+from crysfuse.figures import plt
 from crysfuse.io import write_text_atomic
-from crysfuse.markup import escape_html as esc
 from crysfuse.rundir.layout import (
     CONFIG_FILE,
     DIAGNOSIS_JSON_FILE,
@@ -75,19 +78,7 @@ def learning_curves_png(run_dir: Path) -> bytes | None:
     rows = rundir.read_metrics(run_dir)
     if not rows:
         return None
-    from crysfuse.plots import plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    epochs = [r["epoch"] for r in rows]
-    for axis, metric in zip(axes, ("loss", "mae")):
-        for split in ("train", "val"):
-            values = [r.get(f"{split}_{metric}") for r in rows]
-            if any(v is not None for v in values):
-                axis.plot(epochs, values, marker="o", label=f"{split} {metric}")
-        axis.set_xlabel("epoch")
-        axis.set_title(metric.upper())
-        axis.grid(alpha=0.3)
-        axis.legend()
+    figure = learning_curves(rows)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(figure)
@@ -154,14 +145,14 @@ def _code(escaped: str) -> str:
 
 def comparison_sections(directory: Path) -> list[str]:
     """HTML sections for a comparison directory (``comparison.json`` + plots + its runs)."""
-    data = _read_json(directory / "comparison.json")
+    data = _read_json(directory / COMPARISON_JSON)
     columns = ["rank", "label", "seeds", "val_mae_mean", "val_mae_std", "test_mae_mean", "test_mae_std"]
     extra = [c for c in dict.fromkeys(k for r in data["rows"] for k in r) if c not in columns]
     parts = [
         f"<h2>Comparison (baseline: {esc(data['baseline'])})</h2>" + table(data["rows"], columns + extra),
         '<p class="note">Ranked by validation MAE; the test split is only reported.</p>',
-        _image_file(directory / "comparison_mae.png", "MAE per variant"),
-        _image_file(directory / "comparison_robustness.png", "robustness curves"),
+        _image_file(directory / COMPARISON_MAE_PNG, "MAE per variant"),
+        _image_file(directory / COMPARISON_ROBUSTNESS_PNG, "robustness curves"),
     ]
     for run in data.get("runs", []):
         run_dir = Path(run)
@@ -173,7 +164,7 @@ def comparison_sections(directory: Path) -> list[str]:
 def write_report(directory: str | Path, out: str | Path) -> Path:
     """Write the HTML page for a run or comparison directory; raises ``ValueError`` for anything else."""
     directory = Path(directory)
-    if (directory / "comparison.json").is_file():
+    if (directory / COMPARISON_JSON).is_file():
         title, parts = f"crysfuse comparison: {directory.name}", comparison_sections(directory)
     elif rundir.has_summary(directory) or (directory / CONFIG_FILE).is_file():
         title, parts = f"crysfuse run: {directory.name}", run_sections(directory)

@@ -1,7 +1,7 @@
 """``crysfuse diagnose``: why a trained fusion model does (or does not) use its text, and what to try next.
 
 On N samples of a split the run is evaluated with clean text and with all text deleted; every per-sample gate
-the model reports (read generically, as in :mod:`crysfuse.monitor`) is summarised, correlated with the
+the model reports (read generically, as in :mod:`crysfuse.training.monitor`) is summarised, correlated with the
 absolute error (Spearman) and grouped by element and crystal system; training stability is read from
 ``metrics.jsonl`` and the monitor's ``gate_statistics.json``. A recommendation follows the seed's decision
 flow, each with the numbers that triggered it. See ``docs/monitor.md``.
@@ -17,18 +17,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+from scipy.stats import spearmanr
 
+from crysfuse.analysis import plots
+from crysfuse.analysis.markup import escape_markdown as md
+from crysfuse.analysis.robustness import EvaluationSet, load_evaluation_set
 from crysfuse.config import MonitorConfig
 from crysfuse.data.corruption import Corruption, corrupt_text
 from crysfuse.data.dataset import with_text
-from crysfuse.data.sources import load_config_records
+from crysfuse.figures import save_figure
 from crysfuse.io import write_json_atomic, write_text_atomic
-from crysfuse.markup import escape_markdown as md
-from crysfuse.monitor import check_gate, gate_kind, summarize
 from crysfuse.predict import Predictions, predict_items, regression_metrics
-from crysfuse.robustness import EvaluationSet, load_evaluation_set
 from crysfuse.rundir import read_gate_statistics, read_metrics
 from crysfuse.rundir.layout import DIAGNOSIS_JSON_FILE, DIAGNOSIS_MD_FILE, DIAGNOSIS_PLOT_FILES
+from crysfuse.training.gate_rules import check_gate, gate_kind, summarize
 
 logger = logging.getLogger(__name__)
 
@@ -68,22 +71,16 @@ def spearman(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     x, y = x[mask], y[mask]
     if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return {"rho": math.nan, "p": math.nan, "n": int(x.size)}
-    from scipy.stats import spearmanr
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = spearmanr(x, y)
     return {"rho": float(result.statistic), "p": float(result.pvalue), "n": int(x.size)}
 
 
-def crystal_info(evaluation: EvaluationSet, data: str | None) -> dict[str, tuple[str, list[str]]]:
+def crystal_info(evaluation: EvaluationSet) -> dict[str, tuple[str, list[str]]]:
     """Crystal system (SpacegroupAnalyzer, symprec 0.1; ``unknown`` on failure) and elements per record id."""
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
-    config, wanted = evaluation.loaded.config, set(evaluation.ids)
-    records = load_config_records(config, path=data, ids=wanted).records
     info: dict[str, tuple[str, list[str]]] = {}
-    for record in records:
+    for record in evaluation.records:
         try:
             system = SpacegroupAnalyzer(record.structure, symprec=0.1).get_crystal_system()
         except Exception:  # noqa: BLE001 - spglib fails on some odd cells; that crystal is just "unknown"
@@ -199,7 +196,7 @@ def diagnose(run_dir: str | Path, *, split: str = "test", data: str | None = Non
     deleted = predict_items(model, evaluation.ids, deleted_text_items(evaluation, seed=seed),
                             batch_size=batch_size)
     abs_error = np.abs(clean.prediction - clean.target)
-    info = crystal_info(evaluation, data)
+    info = crystal_info(evaluation)
     uses_text = bool(model.uses_text)
     report: dict[str, Any] = {
         "run": str(run_dir), "split": split, "n_samples": len(evaluation.ids), "uses_text": uses_text,
@@ -282,58 +279,15 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def _gate_axes(keys: list[str], title: str) -> tuple[Any, list[Any]]:
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, max(len(keys), 1), figsize=(4 * max(len(keys), 1), 3.4), squeeze=False)
-    if not keys:
-        axes[0, 0].text(0.5, 0.5, "no per-sample gate diagnostics reported", ha="center", va="center")
-        axes[0, 0].set_axis_off()
-    figure.suptitle(title, fontsize=10)
-    return figure, list(axes[0])
-
-
 def write_diagnosis(diagnosis: Diagnosis, out_dir: str | Path) -> list[Path]:
     """Write ``diagnosis.json``, ``diagnosis.md`` and the plots to ``out_dir``; returns the paths."""
-    from crysfuse.plots import save_figure
-
     out_dir, report = Path(out_dir), diagnosis.report
     clean, deleted = diagnosis.clean, diagnosis.deleted
     write_json_atomic(out_dir / DIAGNOSIS_JSON_FILE, strict_json(report))
     write_text_atomic(out_dir / DIAGNOSIS_MD_FILE, render_markdown(report))
-    keys = sorted(clean.gates)
-    figure, axes = _gate_axes(keys, "gate distributions: clean vs all text deleted")
-    for axis, key in zip(axes, keys):
-        pairs = [(v[np.isfinite(v)], label) for v, label in ((clean.gates[key], "clean"),
-                                                             (deleted.gates.get(key, np.zeros(0)), "text deleted"))]
-        both = np.concatenate([v for v, _ in pairs])
-        low, high = (both.min(), both.max()) if both.size else (0.0, 1.0)
-        bins = np.linspace(low - 0.01, high + 0.01, 26) if high - low < 0.02 else np.linspace(low, high, 26)
-        for values, label in pairs:
-            axis.hist(values, bins=bins, alpha=0.55, label=label)
-        axis.set_xlabel(key)
-        axis.legend(fontsize=7)
-    save_figure(figure, out_dir / PLOT_FILES[0])
-    abs_error = np.abs(clean.prediction - clean.target)
-    figure, axes = _gate_axes(keys, "gate vs absolute error (clean text)")
-    for axis, key in zip(axes, keys):
-        axis.scatter(clean.gates[key], abs_error, s=10, alpha=0.6)
-        axis.set_title(f"Spearman ρ = {report['gates'][key]['spearman_abs_error']['rho']:.3f}", fontsize=9)
-        axis.set_xlabel(key)
-        axis.set_ylabel("|error|")
-    save_figure(figure, out_dir / PLOT_FILES[1])
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(4.5, 4.5))
-    for predictions, label in ((clean, "clean"), (deleted, "text deleted")):
-        mae = report["metrics"]["clean" if predictions is clean else "text_deleted"]["mae"]
-        axis.scatter(predictions.target, predictions.prediction, s=10, alpha=0.6, label=f"{label} (MAE {mae:.3f})")
-    finite = np.concatenate([clean.target, clean.prediction, deleted.prediction])
-    finite = finite[np.isfinite(finite)]
-    if finite.size:
-        axis.plot([finite.min(), finite.max()], [finite.min(), finite.max()], color="grey", linewidth=1)
-    axis.set_xlabel("target")
-    axis.set_ylabel("prediction")
-    axis.legend(fontsize=8)
-    save_figure(figure, out_dir / PLOT_FILES[2])
+    rho = {key: gate["spearman_abs_error"]["rho"] for key, gate in report["gates"].items()}
+    mae = {key: metrics["mae"] for key, metrics in report["metrics"].items()}
+    figures = (plots.gate_histograms(clean, deleted), plots.gate_vs_error(clean, rho), plots.parity(clean, deleted, mae))
+    for figure, name in zip(figures, PLOT_FILES):
+        save_figure(figure, out_dir / name)
     return [out_dir / DIAGNOSIS_JSON_FILE, out_dir / DIAGNOSIS_MD_FILE, *(out_dir / name for name in PLOT_FILES)]
