@@ -25,6 +25,11 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from crysfuse.config import TRAIN_FLAGS, Config
+from crysfuse.data.corruption import MODES, STRATEGIES
+from crysfuse.data.describe import DESCRIBERS
+from crysfuse.fusion import FUSION
+
 __all__ = ["ConfigField", "ConfigSection", "field_docstrings", "iter_sections", "render_reference"]
 
 REGENERATE = "crysfuse config --reference > docs/configuration.md"
@@ -84,8 +89,6 @@ def _default(field: dataclasses.Field) -> Any:
 
 def iter_sections() -> list[ConfigSection]:
     """Every section of :class:`~crysfuse.config.Config`, depth first (``train`` before ``train.text_corruption``)."""
-    from crysfuse.config import Config
-
     sections: list[ConfigSection] = []
 
     def visit(cls: type, prefix: str) -> None:
@@ -111,10 +114,6 @@ def iter_sections() -> list[ConfigSection]:
 
 def _choices() -> dict[str, list[str]]:
     """Names a key accepts, read from the registries (so new variants appear without editing the docs)."""
-    from crysfuse.data.corruption import MODES, STRATEGIES
-    from crysfuse.data.describe import DESCRIBERS
-    from crysfuse.fusion import FUSION
-
     return {
         "fusion.name": FUSION.names(),
         "text.describer": DESCRIBERS.names(),
@@ -143,9 +142,7 @@ def _value(value: Any) -> str:
 
 def _cli_flags() -> dict[str, str]:
     """``config key → crysfuse train flag``."""
-    from crysfuse.cli.train import FLAG_TO_KEY
-
-    return {key: "--" + flag.replace("_", "-") for flag, key in FLAG_TO_KEY.items()}
+    return {key: "--" + flag.replace("_", "-") for flag, key in TRAIN_FLAGS.items()}
 
 
 def render_reference() -> str:

@@ -99,10 +99,10 @@ def load_matrix(path: str | Path, out: str | Path) -> Matrix:
             label = f"{variant}+{extra_name}" if extra_name else variant
             for seed in seeds:
                 run_dir = Path(out) / "runs" / label / f"seed{seed}"
-                config = base_config.with_overrides(
-                    [f"fusion.name={variant}", f"train.seed={seed}", f"experiment.run_dir='{run_dir}'",
-                     f"experiment.name='{label}'", *[str(o) for o in overrides]]
-                )
+                config = base_config.replace({
+                    "fusion.name": variant, "train.seed": seed, "experiment.run_dir": str(run_dir),
+                    "experiment.name": label,
+                }).with_overrides([str(o) for o in overrides])
                 cells.append(Cell(label=label, seed=seed, config=config))
     plan = RobustnessPlan(**spec["robustness"]) if spec.get("robustness") else None
     baseline = str(spec.get("baseline", "graph_only"))

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from crysfuse.config import Config
+from crysfuse.cli.args import config_from_args
+
+FLAGS = {"text_file": "data.text_file", "cache_dir": "data.cache_dir"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,22 +34,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _config(args: argparse.Namespace) -> Config:
-    config = Config.load(args.config) if args.config else Config()
-    overrides = list(args.set)
-    for flag, key in (("text_file", "data.text_file"), ("cache_dir", "data.cache_dir")):
-        value = getattr(args, flag)
-        if value is not None:
-            overrides.append(f"{key}='" + str(value).replace("'", "''") + "'")
-    return config.with_overrides(overrides) if overrides else config
-
-
 def run(args: argparse.Namespace) -> int:
     from crysfuse.data.check import check_source, format_summary
     from crysfuse.io import write_json_atomic
     from crysfuse.rundir import write_rejections
 
-    config = _config(args)
+    config = config_from_args(args, FLAGS, set_first=True)  # here the flags win over --set
     target = args.target if args.target is not None else (config.data.target or None)
     summary, rejections = check_source(args.path, target, config, limit=args.limit, graphs=not args.no_graphs)
     print(format_summary(summary))

@@ -14,16 +14,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from crysfuse.config import Config
-    from crysfuse.fusion import FUSION
-    from crysfuse.models.crysfuse import CrysFuseModel
+    from crysfuse.models.crysfuse import variant_parameter_counts
 
     base = Config.load(args.config) if args.config else Config()
-    rows = []
-    for name in FUSION.names():
-        config = base.with_overrides([f"fusion.name={name}"])
-        model = CrysFuseModel(config, dim_text=args.dim_text)
-        rows.append((name, model.num_fusion_parameters(), model.num_parameters(), FUSION.get(name).description))
     print(f"{'key':<16} {'extra params':>12} {'total':>10}  description")
-    for name, extra, total, description in rows:
+    for name, extra, total, description in variant_parameter_counts(base, dim_text=args.dim_text):
         print(f"{name:<16} {extra:>12,} {total:>10,}  {description}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -13,8 +14,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-
     from crysfuse.analysis.report import write_report
 
     try:
