@@ -21,7 +21,8 @@ first 40 records (mp36k is read from a 40-record slice), ``train.epochs`` is cap
 shrunk (the page's own ``--set`` model sizes are capped too) — the commands, flags, file names and outputs
 that the pages rely on are exercised for real.
 
-``test_configuration_reference_is_current`` checks that docs/configuration.md is the generator's output.
+``test_configuration_reference_is_current`` checks that docs/configuration.md is the generator's output, and
+``test_fusion_variant_table_is_current`` the variant table of docs/fusion.md.
 """
 
 from __future__ import annotations
@@ -309,6 +310,16 @@ def test_configuration_reference_is_current() -> None:
     committed = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert committed == render_reference(), (
         f"docs/configuration.md is out of date with src/crysfuse/config.py; regenerate it with `{REGENERATE}`"
+    )
+
+
+def test_fusion_variant_table_is_current() -> None:
+    """docs/fusion.md's variant table is rendered from the registered variants' declarations."""
+    from crysfuse.config_reference import render_variant_table
+
+    committed = (REPO / "docs" / "fusion.md").read_text(encoding="utf-8")
+    assert render_variant_table() in committed, (
+        "the variant table in docs/fusion.md is out of date; replace it with the output of `crysfuse models --markdown`"
     )
 
 

@@ -9,12 +9,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("models", help="list fusion variants and their extra parameters")
     parser.add_argument("--config", help="config whose model/fusion sizes are used")
     parser.add_argument("--dim-text", type=int, default=384, help="text encoder width (MiniLM: 384)")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the variant table of docs/fusion.md (equations and diagnostics) instead")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from crysfuse.config import Config
+    from crysfuse.config_reference import render_variant_table
     from crysfuse.models.crysfuse import variant_parameter_counts
+
+    if args.markdown:
+        print(render_variant_table(), end="")
+        return 0
 
     base = Config.load(args.config) if args.config else Config()
     print(f"{'key':<16} {'extra params':>12} {'total':>10}  description")
