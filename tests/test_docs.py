@@ -41,6 +41,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require_shared
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 MP36K = SHARED / "data" / "mp36k.json.gz"
@@ -263,8 +265,7 @@ def test_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     blocks = [b for b in parse_blocks(page) if b.skip is None and (b.lang in RUN_LANGS or "file" in b.attrs)]
     if not blocks:
         pytest.skip("no runnable examples")
-    if not SHARED.exists():
-        pytest.skip(f"{SHARED} is not available")
+    require_shared(SHARED)
     workdir = tmp_path / "work"
     workdir.mkdir()
     (tmp_path / "shared").symlink_to(SHARED, target_is_directory=True)
