@@ -166,10 +166,10 @@ def mp36k_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
 @pytest.fixture
 def tiny_mode(monkeypatch: pytest.MonkeyPatch, docs_cache: Path, mp36k_tiny: Path | None) -> None:
     """Patch crysfuse so every training and data load in the examples is tiny (see the module docstring)."""
-    import crysfuse.api
-    import crysfuse.cli
     import crysfuse.analysis.diagnose
     import crysfuse.analysis.robustness  # noqa: F401  (import before patching, so their load_records is replaced)
+    import crysfuse.api
+    import crysfuse.cli
     from crysfuse.data import sources
 
     run_module = _run_module()

@@ -30,7 +30,7 @@ class UnknownElementError(ValueError):
 
 def _element_symbol(z: int) -> str:
     """Element symbol for ``z``, or ``"Z=<z>"`` where pymatgen does not know it."""
-    try:
+    try:  # deferred: pymatgen is heavy to import and only this error message needs it (the model imports us)
         from pymatgen.core.periodic_table import Element
 
         return Element.from_Z(z).symbol

@@ -255,12 +255,12 @@ class Config:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Config":
+    def from_dict(cls, data: dict[str, Any]) -> Config:
         """Build from a (possibly partial) nested dict; unknown keys raise :class:`ConfigError`."""
         return _build(cls, data, prefix="")
 
     @classmethod
-    def load(cls, path: str | Path) -> "Config":
+    def load(cls, path: str | Path) -> Config:
         """Load a YAML (``.yaml``/``.yml``) or JSON config file with safe loaders."""
         path = Path(path)
         text = path.read_text(encoding="utf-8")
@@ -275,7 +275,7 @@ class Config:
         """Write as indented JSON (atomically)."""
         write_json_atomic(Path(path), self.to_dict())
 
-    def replace(self, changes: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> "Config":
+    def replace(self, changes: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> Config:
         """Return a copy with dotted keys set to typed values, in order (``{"train.epochs": 5}``).
 
         The values are Python values, checked like those of a config file (an ``int`` where a ``float`` is
@@ -295,7 +295,7 @@ class Config:
             node[keys[-1]] = value
         return Config.from_dict(data)
 
-    def with_overrides(self, overrides: list[str]) -> "Config":
+    def with_overrides(self, overrides: list[str]) -> Config:
         """Return a copy with ``section.key=value`` overrides applied (the ``--set`` syntax of the CLI); values
         are parsed as YAML scalars, then applied with :meth:`replace`."""
         changes = []

@@ -8,10 +8,17 @@ import re
 import numpy as np
 import pytest
 
+from crysfuse.analysis.diagnose import (
+    md,
+    recommend,
+    render_markdown,
+    spearman,
+    text_effect,
+    training_stability,
+)
 from crysfuse.cli import main
 from crysfuse.config import MonitorConfig
 from crysfuse.data.corruption import Corruption
-from crysfuse.analysis.diagnose import md, recommend, render_markdown, spearman, text_effect, training_stability
 from crysfuse.predict import Predictions
 
 OUTPUTS = ["diagnosis.json", "diagnosis.md", "gate_histogram.png", "gate_vs_error.png", "parity.png"]

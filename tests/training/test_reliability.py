@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from crysfuse.rundir import CheckpointError, RunLock, load_run
 from crysfuse.cli import main
+from crysfuse.rundir import CheckpointError, RunLock, load_run
 from tests.conftest import SHARED_DATA, TINY_MODEL
 
 

@@ -70,14 +70,6 @@ def check_source(path: str, target: str | None, config: Config, *, limit: int | 
     return summary, rejections
 
 
-_SPECIFIC_RE = re.compile(r"'[^']*'|\"[^\"]*\"|-?\d+(?:\.\d+)?(?:e[-+]?\d+)?|\[[^\]]*\]")
-
-
-def reason_kind(reason: str) -> str:
-    """A rejection reason with its specifics (quoted names, numbers, lists) masked, for grouping."""
-    return _SPECIFIC_RE.sub("…", reason.split("\n")[0])[:160]
-
-
 def _rejections_by_stage(rejections: list[Rejection]) -> dict[str, list[dict[str, Any]]]:
     by_stage: dict[str, Counter] = {}
     examples: dict[tuple[str, str], str] = {}

@@ -9,7 +9,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from crysfuse.data.records import DataSourceError, LoadResult, StructureRecord, finish, target_value, text_or_none
+from crysfuse.data.records import (
+    DataSourceError,
+    LoadResult,
+    StructureRecord,
+    finish,
+    target_value,
+    text_or_none,
+)
 from crysfuse.data.structures import jarvis_atoms_dict, structure_from_value
 
 

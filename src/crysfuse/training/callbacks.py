@@ -8,8 +8,8 @@ from pathlib import Path
 
 import lightning as L
 
-from crysfuse.rundir import save_weights, weights_path
 from crysfuse.io import append_jsonl
+from crysfuse.rundir import save_weights, weights_path
 
 METRIC_KEYS = ("train_loss", "train_mae", "val_loss", "val_mae")
 
