@@ -10,10 +10,9 @@ from pathlib import Path
 from crysfuse.data.records import (
     DataSourceError,
     LoadResult,
-    StructureRecord,
+    add_record,
     read_source_text,
     structure_for_id,
-    target_value,
 )
 
 ID_PROP_FILE = "id_prop.csv"
@@ -41,12 +40,8 @@ def load_cgcnn_folder(
     for row in rows:
         record_id = row[0].strip()
         structure = structure_for_id(folder, record_id, result)
-        if structure is None:
-            continue
         values = {"target": row[column] if column is not None and column < len(row) else None}
-        value = target_value(values, "target" if target is not None else None, record_id, result, require_target)
-        if value is not None:
-            result.records.append(StructureRecord(record_id, structure, value))
+        add_record(result, record_id, structure, values, "target" if target is not None else None, require_target)
     return result
 
 

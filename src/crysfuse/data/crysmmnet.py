@@ -8,10 +8,9 @@ from pathlib import Path
 from crysfuse.data.records import (
     DataSourceError,
     LoadResult,
-    StructureRecord,
+    add_record,
     csv_rows,
     structure_for_id,
-    target_value,
     text_or_none,
 )
 
@@ -41,11 +40,6 @@ def load_crysmmnet(folder: Path, target: str | None, *, limit: int | None, requi
     for position, row in enumerate(rows):
         record_id = (row.get("id") or "").strip() or f"#{position}"
         structure = structure_for_id(folder, record_id, result)
-        if structure is None:
-            continue
-        value = target_value(row, target, record_id, result, require_target)
-        if value is None:
-            continue
         text = text_or_none(row.get(text_column) if text_column else None, clean=True)
-        result.records.append(StructureRecord(record_id, structure, value, text))
+        add_record(result, record_id, structure, row, target, require_target, text)
     return result

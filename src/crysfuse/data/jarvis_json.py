@@ -12,9 +12,9 @@ from typing import Any
 from crysfuse.data.records import (
     DataSourceError,
     LoadResult,
-    StructureRecord,
+    add_record,
+    parse_structure,
     read_json_any,
-    target_value,
     text_or_none,
 )
 from crysfuse.data.structures import structure_from_jarvis_dict
@@ -62,16 +62,10 @@ def records_from_jarvis_rows(
         if "atoms" not in row:
             result.reject(record_id, "load", "record has no 'atoms' field")
             continue
-        try:
-            structure = structure_from_jarvis_dict(row["atoms"])
-        except Exception as err:  # noqa: BLE001 - any parse failure becomes a recorded rejection
-            result.reject(record_id, "structure", f"unparseable atoms dict: {err}")
-            continue
-        value = target_value(row, target, record_id, result, require_target)
-        if value is None:
-            continue
-        text = row.get("text", row.get("description"))
-        result.records.append(StructureRecord(record_id, structure, value, text_or_none(text)))
+        structure = parse_structure(result, record_id, lambda: structure_from_jarvis_dict(row["atoms"]),
+                                    lambda err: f"unparseable atoms dict: {err}")
+        text = text_or_none(row.get("text", row.get("description")))
+        add_record(result, record_id, structure, row, target, require_target, text)
     return result
 
 

@@ -13,8 +13,9 @@ from crysfuse.data.records import (
     DataSourceError,
     LoadResult,
     StructureRecord,
+    add_record,
     finish,
-    target_value,
+    parse_structure,
     text_or_none,
 )
 from crysfuse.data.structures import jarvis_atoms_dict, structure_from_value
@@ -50,17 +51,11 @@ def records_from_structures(
     result = LoadResult()
     for position, item in enumerate(structures):
         record_id = str(ids[position]) if ids is not None else str(position)
-        try:
-            structure = structure_from_value(item)
-        except Exception as err:  # noqa: BLE001
-            result.reject(record_id, "structure", f"unusable structure: {err}")
-            continue
+        structure = parse_structure(result, record_id, lambda: structure_from_value(item),
+                                    lambda err: f"unusable structure: {err}")
         row = {"target": targets[position]} if targets is not None else {}
-        value = target_value(row, "target" if targets is not None else None, record_id, result, require_target)
-        if value is None:
-            continue
         text = text_or_none(texts[position]) if texts is not None else None
-        result.records.append(StructureRecord(record_id, structure, value, text))
+        add_record(result, record_id, structure, row, "target" if targets is not None else None, require_target, text)
     return finish(result, "Python objects")
 
 

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,27 @@ def target_value(
         return value
     result.reject(record_id, "target", reason)
     return None
+
+
+def parse_structure(result: LoadResult, record_id: str, parse: Callable[[], Structure],
+                    reason: Callable[[Exception], str]) -> Structure | None:
+    """``parse()``, or ``None`` after recording ``reason(error)`` as a rejection (stage ``structure``)."""
+    try:
+        return parse()
+    except Exception as err:  # noqa: BLE001 - any parse failure becomes a recorded rejection
+        result.reject(record_id, "structure", reason(err))
+        return None
+
+
+def add_record(result: LoadResult, record_id: str, structure: Structure | None, row: dict[str, Any],
+               target: str | None, require_target: bool, text: str | None = None) -> None:
+    """The last step of every reader: the record of one row, unless its structure is missing (already
+    rejected) or its target is (rejected here, see :func:`target_value`)."""
+    if structure is None:
+        return
+    value = target_value(row, target, record_id, result, require_target)
+    if value is not None:
+        result.records.append(StructureRecord(record_id, structure, value, text))
 
 
 def finish(result: LoadResult, source: str | Path, ids: frozenset[str] | None = None) -> LoadResult:

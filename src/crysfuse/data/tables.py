@@ -24,10 +24,10 @@ from typing import Any
 from crysfuse.data.records import (
     DataSourceError,
     LoadResult,
-    StructureRecord,
+    add_record,
     csv_rows,
+    parse_structure,
     read_source_text,
-    target_value,
     text_or_none,
 )
 from crysfuse.data.structures import structure_from_value
@@ -67,16 +67,10 @@ def load_table(path: Path, target: str | None, *, limit: int | None, require_tar
     for position, row in rows:
         raw_id = row.get(id_column) if id_column else None
         record_id = str(raw_id).strip() if raw_id not in (None, "") else f"#{position}"
-        try:
-            structure = structure_from_value(row.get(structure_column))
-        except Exception as err:  # noqa: BLE001 - any parse failure becomes a recorded rejection
-            result.reject(record_id, "structure", f"column '{structure_column}': {str(err) or type(err).__name__}")
-            continue
-        value = target_value(row, target, record_id, result, require_target)
-        if value is None:
-            continue
+        structure = parse_structure(result, record_id, lambda: structure_from_value(row.get(structure_column)),
+                                    lambda err: f"column '{structure_column}': {str(err) or type(err).__name__}")
         text = text_or_none(row.get(text_column)) if text_column else None
-        result.records.append(StructureRecord(record_id, structure, value, text))
+        add_record(result, record_id, structure, row, target, require_target, text)
     return result
 
 
