@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from crysfuse.data.dataset import FOLLOW_BATCH, make_crystal_data
     from crysfuse.data.graphs import build_crystal_graph
-    from crysfuse.data.pipeline import with_text
+    from crysfuse.data.dataset import with_text
     from crysfuse.data.sources import structure_from_jarvis_dict
     from crysfuse.text.encoder import EncoderSettings, TextEncoder
 

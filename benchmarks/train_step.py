@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
     from torch_geometric.data import Batch
 
-    from crysfuse.data.atom_features import cgcnn_feature_table
+    from crysfuse.chemistry import cgcnn_feature_table
     from crysfuse.data.dataset import FOLLOW_BATCH, make_crystal_data
     from crysfuse.data.graphs import build_crystal_graph
     from crysfuse.data.sources import structure_from_jarvis_dict

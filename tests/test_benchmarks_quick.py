@@ -12,11 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require_shared
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 DATA = ROOT.parent / "shared" / "data" / "mp36k.json.gz"
 
-pytestmark = pytest.mark.skipif(not DATA.exists(), reason="mp36k.json.gz not available")
+
+
+@pytest.fixture(autouse=True)
+def _mp36k() -> None:
+    require_shared(DATA)
 
 
 def run_quick(name: str) -> dict:

@@ -21,7 +21,8 @@ first 40 records (mp36k is read from a 40-record slice), ``train.epochs`` is cap
 shrunk (the page's own ``--set`` model sizes are capped too) — the commands, flags, file names and outputs
 that the pages rely on are exercised for real.
 
-``test_configuration_reference_is_current`` checks that docs/configuration.md is the generator's output.
+``test_configuration_reference_is_current`` checks that docs/configuration.md is the generator's output, and
+``test_fusion_variant_table_is_current`` the variant table of docs/fusion.md.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import require_shared
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -163,10 +166,11 @@ def mp36k_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
 @pytest.fixture
 def tiny_mode(monkeypatch: pytest.MonkeyPatch, docs_cache: Path, mp36k_tiny: Path | None) -> None:
     """Patch crysfuse so every training and data load in the examples is tiny (see the module docstring)."""
-    import crysfuse.api
-    import crysfuse.cli
-    import crysfuse.diagnose
-    import crysfuse.robustness  # noqa: F401  (import before patching, so their load_records is replaced)
+    # imported before patching, so that the load_records they imported is replaced
+    import crysfuse.analysis.diagnose  # noqa: F401
+    import crysfuse.analysis.robustness  # noqa: F401
+    import crysfuse.api  # noqa: F401
+    import crysfuse.cli  # noqa: F401
     from crysfuse.data import sources
 
     run_module = _run_module()
@@ -262,8 +266,7 @@ def test_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     blocks = [b for b in parse_blocks(page) if b.skip is None and (b.lang in RUN_LANGS or "file" in b.attrs)]
     if not blocks:
         pytest.skip("no runnable examples")
-    if not SHARED.exists():
-        pytest.skip(f"{SHARED} is not available")
+    require_shared(SHARED)
     workdir = tmp_path / "work"
     workdir.mkdir()
     (tmp_path / "shared").symlink_to(SHARED, target_is_directory=True)
@@ -309,6 +312,16 @@ def test_configuration_reference_is_current() -> None:
     committed = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert committed == render_reference(), (
         f"docs/configuration.md is out of date with src/crysfuse/config.py; regenerate it with `{REGENERATE}`"
+    )
+
+
+def test_fusion_variant_table_is_current() -> None:
+    """docs/fusion.md's variant table is rendered from the registered variants' declarations."""
+    from crysfuse.config_reference import render_variant_table
+
+    committed = (REPO / "docs" / "fusion.md").read_text(encoding="utf-8")
+    assert render_variant_table() in committed, (
+        "the variant table in docs/fusion.md is out of date; replace it with the output of `crysfuse models --markdown`"
     )
 
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from crysfuse.models.crysfuse import CrysFuseModel
-from crysfuse.predict import predict_items, regression_metrics, write_predictions_csv
+from crysfuse.predict import predict_items, regression_metrics
+from crysfuse.rundir import write_predictions_csv
 from tests.helpers import crystal_batch, tiny_config
 
 

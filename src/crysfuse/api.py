@@ -15,12 +15,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from crysfuse.checkpoint import LoadedModel, load_run
 from crysfuse.config import Config
+from crysfuse.data.demo import write_demo_dataset
 from crysfuse.data.objects import records_from_structures
 from crysfuse.data.pipeline import prepare
-from crysfuse.data.sources import Rejection, load_records
-from crysfuse.predict import Predictions, predict_items, write_predictions_csv
+from crysfuse.data.records import Rejection
+from crysfuse.data.sources import load_config_records
+from crysfuse.predict import Predictions, predict_items
+from crysfuse.rundir import LoadedModel, load_run, write_predictions_csv
+from crysfuse.training import run as training_run  # called as training_run.train: one place to wrap training
 
 
 @dataclass
@@ -84,7 +87,7 @@ class Predictor:
         return self._predict_records(loaded.records, loaded.rejections, batch_size)
 
     def _predict_records(self, records: list, rejections: list[Rejection], batch_size: int) -> PredictionResult:
-        config = self.config.with_overrides(["data.text_file=null"])
+        config = self.config.replace({"data.text_file": None})
         prepared = prepare(records, config, uses_text=self.model.uses_text)
         ids = [r.id for r in records if r.id in prepared.items]
         predictions = predict_items(self.model, ids, [prepared.items[i] for i in ids], batch_size=batch_size)
@@ -97,19 +100,45 @@ def load(run_dir: str | Path, *, device: str = "cpu") -> Predictor:
     return Predictor(load_run(run_dir, device=device))
 
 
-def train(config: Config | dict[str, Any] | str | Path, *, resume: bool | None = None) -> Any:
+def train(config: Config | dict[str, Any] | str | Path, *, resume: bool | None = None) -> training_run.RunResult:
     """Train as ``crysfuse train`` does; ``config`` is a :class:`Config`, a nested dict, or a YAML/JSON path.
 
     Returns:
         :class:`crysfuse.training.run.RunResult` with ``run_dir`` and ``summary``.
     """
-    from crysfuse.training.run import train as run_training
-
     if isinstance(config, (str, Path)):
         config = Config.load(config)
     elif isinstance(config, dict):
         config = Config.from_dict(config)
-    return run_training(config, resume=resume)
+    return training_run.train(config, resume=resume)
+
+
+DEMO_SETTINGS = {
+    "data.target": "e_form",
+    "model.dim_hidden": 64,
+    "model.num_alignn_layers": 2,
+    "model.num_gcn_layers": 2,
+    "train.batch_size": 32,
+    "train.learning_rate": 0.003,
+    "train.patience": None,
+    "train.progress_bar": False,
+}
+"""The demo's model and training settings (small, so it runs in minutes on a laptop CPU)."""
+
+
+def run_demo(out: str | Path, *, num_structures: int = 240, epochs: int = 8,
+             fusions: Sequence[str] = ("graph_only", "simplified")) -> list[training_run.RunResult]:
+    """``crysfuse demo``: the embedded EMT alloy data set (built once into ``out``), one run per fusion variant."""
+    out = Path(out)
+    data_path = out / "emt_alloys.json"
+    if not data_path.exists():
+        write_demo_dataset(data_path, num_structures)
+    base = Config().replace(DEMO_SETTINGS)
+    return [
+        train(base.replace({"data.path": str(data_path), "data.cache_dir": str(out / "cache"), "fusion.name": fusion,
+                            "train.epochs": epochs, "experiment.run_dir": str(out / fusion)}))
+        for fusion in fusions
+    ]
 
 
 def predict_source(
@@ -130,8 +159,8 @@ def predict_source(
     loaded = load_run(run_dir)
     config = loaded.config
     if text_file is not None:
-        config = config.with_overrides([f"data.text_file={text_file!r}"])
-    records = load_records(data, config.data.target, require_target=False)
+        config = config.replace({"data.text_file": text_file})
+    records = load_config_records(config, path=data, require_target=False, whole_source=True)
     prepared = prepare(records.records, config, uses_text=loaded.model.uses_text)
     ids = list(prepared.items)
     predictions = predict_items(loaded.model, ids, [prepared.items[i] for i in ids], batch_size=batch_size,

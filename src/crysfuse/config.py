@@ -10,11 +10,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from crysfuse.io import write_json_atomic
+
+TRAIN_FLAGS = {
+    "data": "data.path", "target": "data.target", "limit": "data.limit", "split_file": "data.split_file",
+    "text_file": "data.text_file", "cache_dir": "data.cache_dir", "fusion": "fusion.name",
+    "epochs": "train.epochs", "batch_size": "train.batch_size", "seed": "train.seed",
+    "run_dir": "experiment.run_dir",
+}
+"""The flags of ``crysfuse train`` (argparse dest → dotted config key); a flag left unset keeps the config
+file's (or the default) value. The CLI builds its parser from it and the configuration reference lists it."""
 
 
 class ConfigError(ValueError):
@@ -186,7 +198,7 @@ class TrainConfig:
 
 @dataclass
 class MonitorConfig:
-    """Gate monitoring during training (``crysfuse.monitor.GateMonitor``) and the thresholds of its anomaly
+    """Gate monitoring during training (``crysfuse.training.monitor.GateMonitor``) and the thresholds of its anomaly
     rules; ``crysfuse diagnose`` reads the same thresholds from the run's config."""
 
     enabled: bool = True
@@ -243,12 +255,12 @@ class Config:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Config":
+    def from_dict(cls, data: dict[str, Any]) -> Config:
         """Build from a (possibly partial) nested dict; unknown keys raise :class:`ConfigError`."""
         return _build(cls, data, prefix="")
 
     @classmethod
-    def load(cls, path: str | Path) -> "Config":
+    def load(cls, path: str | Path) -> Config:
         """Load a YAML (``.yaml``/``.yml``) or JSON config file with safe loaders."""
         path = Path(path)
         text = path.read_text(encoding="utf-8")
@@ -261,17 +273,17 @@ class Config:
 
     def save(self, path: str | Path) -> None:
         """Write as indented JSON (atomically)."""
-        from crysfuse.io import write_json_atomic
-
         write_json_atomic(Path(path), self.to_dict())
 
-    def with_overrides(self, overrides: list[str]) -> "Config":
-        """Return a copy with ``section.key=value`` overrides applied; values are parsed as YAML scalars."""
+    def replace(self, changes: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> Config:
+        """Return a copy with dotted keys set to typed values, in order (``{"train.epochs": 5}``).
+
+        The values are Python values, checked like those of a config file (an ``int`` where a ``float`` is
+        expected is converted, anything else of the wrong type is a :class:`ConfigError`); nothing is parsed
+        from strings. This is how the library and the CLI's flags change a config.
+        """
         data = self.to_dict()
-        for item in overrides:
-            if "=" not in item:
-                raise ConfigError(f"override '{item}' is not of the form section.key=value")
-            dotted, raw = item.split("=", 1)
+        for dotted, value in changes.items() if isinstance(changes, Mapping) else changes:
             keys = dotted.strip().split(".")
             node = data
             for key in keys[:-1]:
@@ -280,8 +292,19 @@ class Config:
                 node = node[key]
             if keys[-1] not in node:
                 raise ConfigError(f"override '{dotted}': unknown key '{keys[-1]}'; known: {sorted(node)}")
-            node[keys[-1]] = yaml.safe_load(raw)
+            node[keys[-1]] = value
         return Config.from_dict(data)
+
+    def with_overrides(self, overrides: list[str]) -> Config:
+        """Return a copy with ``section.key=value`` overrides applied (the ``--set`` syntax of the CLI); values
+        are parsed as YAML scalars, then applied with :meth:`replace`."""
+        changes = []
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override '{item}' is not of the form section.key=value")
+            dotted, raw = item.split("=", 1)
+            changes.append((dotted, yaml.safe_load(raw)))
+        return self.replace(changes)
 
 
 def _build(cls: type, data: Any, prefix: str) -> Any:

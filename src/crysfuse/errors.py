@@ -1,22 +1,16 @@
-"""The error types that mean "bad input or settings" (reported in one line, exit code 2), gathered lazily."""
+"""The error types that mean "bad input or settings": the CLI reports them in one line with exit code 2
+(anything else is a bug and keeps its traceback)."""
 
 from __future__ import annotations
 
+from crysfuse.config import ConfigError
+from crysfuse.data.records import DataSourceError
+from crysfuse.data.splits import SplitError
+from crysfuse.registry import UnknownNameError
+from crysfuse.rundir import CheckpointError, RunDirectoryError
+from crysfuse.text.encoder import EncoderUnavailableError
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from crysfuse.checkpoint import CheckpointError
-    from crysfuse.config import ConfigError
-    from crysfuse.data.sources import DataSourceError
-    from crysfuse.data.splits import SplitError
-    from crysfuse.registry import UnknownNameError
-    from crysfuse.text.encoder import EncoderUnavailableError
-    from crysfuse.training.resume import RunDirectoryError
-
-    return (CheckpointError, ConfigError, DataSourceError, SplitError, EncoderUnavailableError, UnknownNameError,
-            RunDirectoryError)
-
-
-def __getattr__(name: str):  # noqa: ANN202 - module-level lazy attribute
-    if name == "USER_ERRORS":
-        return _user_errors()
-    raise AttributeError(name)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    CheckpointError, ConfigError, DataSourceError, SplitError, EncoderUnavailableError, UnknownNameError,
+    RunDirectoryError,
+)

@@ -5,14 +5,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from crysfuse.data.dataset import CrystalData, make_loader
-from crysfuse.io import write_csv_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -90,16 +88,6 @@ def predict_items(
         gates={k: np.concatenate(v) for k, v in gates.items()},
         precision=str(precision),
     )
-
-
-def write_predictions_csv(path: Path, predictions: Predictions) -> None:
-    """``id,target,prediction[,<gate>...]`` with full float precision; predictions are never clipped."""
-    keys = sorted(predictions.gates)
-    rows = (
-        [record_id, repr(float(t)), repr(float(p)), *(repr(float(predictions.gates[k][i])) for k in keys)]
-        for i, (record_id, t, p) in enumerate(zip(predictions.ids, predictions.target, predictions.prediction))
-    )
-    write_csv_atomic(path, ["id", "target", "prediction", *keys], rows)
 
 
 def regression_metrics(target: np.ndarray, prediction: np.ndarray) -> dict[str, float]:

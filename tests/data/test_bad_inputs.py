@@ -19,8 +19,8 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from crysfuse.config import Config
-from crysfuse.data.cache import GraphCache, structure_key
-from crysfuse.data.pipeline import graph_settings, prepare
+from crysfuse.data.cache import GraphCache, graph_settings, structure_key
+from crysfuse.data.pipeline import prepare
 from crysfuse.data.sources import DataSourceError, load_records
 from tests.conftest import TINY_MODEL, jarvis_record
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
-from pathlib import Path
 
 import pytest
 from pymatgen.core import Lattice, Structure
@@ -19,8 +18,9 @@ from crysfuse.data.describe import (
     describe_many,
     structure_fingerprint,
 )
+from tests.conftest import SHARED_DATA, require_shared
 
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 
 
 def _nacl() -> Structure:
@@ -37,9 +37,8 @@ def test_registry() -> None:
     assert JarvisDescriber.name == "jarvis"
 
 
-@pytest.mark.skipif(not (DATA / "mp36k.desc_jarvis.jsonl.gz").exists(), reason="shared data not present")
 def test_matches_precomputed_jarvis_text() -> None:
-    with gzip.open(DATA / "mp36k.desc_jarvis.jsonl.gz", "rt", encoding="utf-8") as fh:
+    with gzip.open(require_shared(DATA / "mp36k.desc_jarvis.jsonl.gz"), "rt", encoding="utf-8") as fh:
         reference = {d["id"]: d["text"] for d in map(json.loads, itertools.islice(fh, 3))}
     with gzip.open(DATA / "mp36k.json.gz", "rt", encoding="utf-8") as fh:
         records = {r["id"]: r for r in json.load(fh) if r["id"] in reference}

@@ -7,22 +7,22 @@ import json
 import sys
 import types
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from crysfuse.data.atom_features import (
+from crysfuse.chemistry import (
     DIM_ATOM_FEATURES,
     UnknownElementError,
     cgcnn_feature_table,
     check_elements,
 )
 from crysfuse.data.graphs import CrystalGraph, GraphBuildError, GraphSettings, build_crystal_graph
+from tests.conftest import SHARED_DATA, require_shared
 
-MP36K = Path("/work/shared/data/mp36k.json.gz")
+MP36K = SHARED_DATA / "mp36k.json.gz"
 EXACT = GraphSettings(round_lattice_decimals=None)
 
 
@@ -199,9 +199,7 @@ def jarvis_graph_fns():
 
 @pytest.fixture(scope="module")
 def mp_sample() -> list[dict]:
-    if not MP36K.exists():
-        pytest.skip(f"{MP36K} not available")
-    with gzip.open(MP36K, "rt") as fh:
+    with gzip.open(require_shared(MP36K), "rt") as fh:
         records = json.load(fh)
     rng = np.random.default_rng(0)
     picked = [records[i] for i in rng.permutation(len(records)) if len(records[i]["atoms"]["elements"]) <= 24]

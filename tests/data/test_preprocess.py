@@ -10,11 +10,13 @@ import pytest
 import torch
 
 from crysfuse.config import Config
-from crysfuse.data import pipeline
-from crysfuse.data.cache import GraphCache, structure_key
+from crysfuse.data import cache as graph_cache_module
+from crysfuse.data import pipeline, store
+from crysfuse.data.cache import GraphCache, graph_settings, structure_key
 from crysfuse.data.pipeline import prepare
 from crysfuse.data.sources import load_records
 from crysfuse.data.store import MANIFEST, ItemList, LazyItems, item_list, preprocess
+from crysfuse.data.texts import TextSide
 from crysfuse.text import encoder as encoder_module
 from tests.conftest import SHARED_DATA, TINY_MODEL
 
@@ -57,7 +59,8 @@ class _Counter:
 
         monkeypatch.setattr(encoder_module.TextEncoder, "encode", encode)
         monkeypatch.setattr(graphs, "build_crystal_graph", build)
-        monkeypatch.setattr(pipeline, "build_crystal_graph", build)
+        monkeypatch.setattr(graph_cache_module, "build_crystal_graph", build)  # the one graph-building routine
+        monkeypatch.setattr(store, "build_crystal_graph", build)  # lazy items rebuilding a damaged entry
 
 
 def _same(a, b, *, text_atol: float = 0.0) -> None:
@@ -96,8 +99,8 @@ def test_rerun_is_incremental(preprocessed, monkeypatch) -> None:
 def test_truncated_entries_are_detected_and_rebuilt(preprocessed, mp36k_slice) -> None:
     cache, config, _ = preprocessed
     record = load_records(mp36k_slice, "gap pbe").records[3]
-    graph_file = GraphCache(cache).path(structure_key(record.structure, pipeline.graph_settings(config)))
-    text_file = pipeline.TextSide(config, cache).cache.path(record.text or _texts(config)[record.id])
+    graph_file = GraphCache(cache).path(structure_key(record.structure, graph_settings(config)))
+    text_file = TextSide(config, cache).cache.path(record.text or _texts(config)[record.id])
     before = graph_file.read_bytes(), text_file.read_bytes()
     for path in (graph_file, text_file):
         damaged = path.read_bytes()[: path.stat().st_size // 2]
@@ -135,7 +138,7 @@ def test_lazy_items_equal_eager_items_and_survive_damage(preprocessed, mp36k_sli
     # damage after prepare(): the entry is rebuilt on access, not trusted
     fresh = prepare(records, config, uses_text=True, lazy=True)
     record = records[7]
-    graph_file = GraphCache(cache).path(structure_key(record.structure, pipeline.graph_settings(config)))
+    graph_file = GraphCache(cache).path(structure_key(record.structure, graph_settings(config)))
     text_file = fresh.text_side.cache.path(fresh.texts[record.id])
     for path in (graph_file, text_file):  # a new file: the eager items may still map the old one
         damaged = path.read_bytes()[:100]

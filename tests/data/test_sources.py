@@ -5,6 +5,7 @@ import json
 import math
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 from pymatgen.core import Lattice, Structure
@@ -13,7 +14,7 @@ from crysfuse.data.objects import records_from_structures, save_records
 from crysfuse.data.sources import DataSourceError, load_records
 from crysfuse.data.text_files import read_text_file
 from crysfuse.data.tables import write_table
-from tests.conftest import SHARED_DATA, TINY_MODEL, jarvis_record
+from tests.conftest import SHARED_DATA, TINY_MODEL, jarvis_record, require_shared
 
 
 def _write_json(path, records):
@@ -127,7 +128,14 @@ def test_text_files(tmp_path):
 # ------------------------------------------------------------------------------------ new sources (issue 6)
 
 CRYSMMNET = SHARED_DATA / "crysmmnet_sample" / "shear_modulus"
-needs_crysmmnet = pytest.mark.skipif(not CRYSMMNET.exists(), reason="crysmmnet sample not available")
+
+
+@pytest.fixture
+def crysmmnet_sample() -> Path:
+    return require_shared(CRYSMMNET)
+
+
+needs_crysmmnet = pytest.mark.usefixtures("crysmmnet_sample")
 
 
 def _structures(n: int, seed: int = 0) -> list[Structure]:

@@ -1,24 +1,30 @@
-"""Every registered fusion variant honours the contract in crysfuse.fusion.base."""
+"""Every registered fusion variant honours the contract in crysfuse.fusion.base, and does what it declares.
+
+Nothing here names a variant's gates or settings: they come from the class declarations in the registry, so a
+new variant (one file and its registration) is tested without editing this file.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load, save
 
+from crysfuse.config import FusionConfig
+from crysfuse.config_reference import VARIANT_TABLE_END, VARIANT_TABLE_START
 from crysfuse.fusion import FUSION
 from crysfuse.models.crysfuse import CrysFuseModel
 from tests.helpers import DIM_TEXT, crystal_batch, tiny_config
 
 SUMMARY_SUFFIXES = ("_mean", "_std", "_min", "_max")
-GATED = {"quality", "fusion", "effective"}
-EXPECTED_GATES = {
-    "graph_only": set(), "concat": set(), "cross_attention": set(),
-    "gated": GATED, "quality": GATED, "balanced": GATED,
-    "simplified": {"gate"}, "warmup": {"gate"},
-}
-EXPECTED_SCALARS = {"warmup": {"warmup_factor", "gate_strength"}, "quality": {"quality_threshold", "quality_mix"}}
 VARIANTS = FUSION.names()
+EXPECTED_GATES = {name: set(FUSION.get(name).gates) for name in VARIANTS}
+EXPECTED_SCALARS = {name: set(FUSION.get(name).scalars) for name in VARIANTS}
+FUSION_DOC = Path(__file__).resolve().parents[2] / "docs" / "fusion.md"
 
 
 def _model(name: str, extra: list[str] | None = None) -> CrysFuseModel:
@@ -26,8 +32,14 @@ def _model(name: str, extra: list[str] | None = None) -> CrysFuseModel:
     return CrysFuseModel(tiny_config(name, extra), dim_text=DIM_TEXT)
 
 
+def _documented_variants() -> set[str]:
+    text = FUSION_DOC.read_text(encoding="utf-8")
+    table = text[text.index(VARIANT_TABLE_START):text.index(VARIANT_TABLE_END)]
+    return set(re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.MULTILINE))
+
+
 def test_every_documented_variant_is_registered():
-    assert set(VARIANTS) == set(EXPECTED_GATES)
+    assert set(VARIANTS) == _documented_variants()
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -121,7 +133,7 @@ def test_attention_uses_many_tokens():
     assert torch.allclose(before[1:], after[1:])
 
 
-@pytest.mark.parametrize("name", ["cross_attention", "gated", "simplified"])
+@pytest.mark.parametrize("name", [n for n in VARIANTS if "attention_entropy" in FUSION.get(n).on_request])
 def test_attention_weights_and_entropy_on_request(name):
     model = _model(name, ["fusion.return_attention=true"]).eval()
     batch = crystal_batch([5, 3, 7, 0])
@@ -150,3 +162,38 @@ def test_gated_quality_norm_factor_is_saturated_as_in_the_seed():
     assert diag["quality_max"] <= 1.0 and learned_only > 0
     text = model.text_projection(torch.zeros(1, DIM_TEXT))
     assert torch.sigmoid(torch.linalg.vector_norm(text) - 3.0) > 0.99
+
+
+FUSION_FIELDS = {f.name for f in dataclasses.fields(FusionConfig)} - {"name"}
+# A changed value for each setting a variant might read (num_heads must divide model.dim_projection = 16).
+CHANGED = {"num_heads": 4, "dim_hidden": 16, "dropout": 0.5, "quality_threshold": 1.0, "warmup_steps": 7,
+           "return_attention": True}
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_declared_hyperparameters_are_fusion_settings(name):
+    assert set(FUSION.get(name).hyperparameters) <= FUSION_FIELDS
+    assert set(CHANGED) | {"middle_layers", "middle_dim_hidden"} == FUSION_FIELDS  # the test below covers all
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_settings_a_variant_does_not_declare_change_nothing(name):
+    """The declarations are complete: a fusion setting the variant does not declare leaves its parameters and
+    its outputs (training mode, same dropout draws) exactly as they were."""
+    undeclared = sorted(set(CHANGED) - set(FUSION.get(name).hyperparameters))
+    batch = crystal_batch([5, 3, 7, 2])
+
+    def run(extra: list[str]) -> tuple[dict, torch.Tensor, set[str]]:
+        model = _model(name, extra).train()
+        torch.manual_seed(1)
+        output = model(batch, step=3)
+        return model.state_dict(), output.prediction, set(output.diagnostics)
+
+    state, prediction, keys = run([])
+    for setting in undeclared:
+        other_state, other_prediction, other_keys = run([f"fusion.{setting}={str(CHANGED[setting]).lower()}"])
+        assert other_state.keys() == state.keys(), setting
+        assert all(torch.equal(other_state[k], state[k]) for k in state), setting
+        assert torch.equal(other_prediction, prediction), setting
+        assert other_keys == keys, setting
+

@@ -30,7 +30,10 @@ def test_training_with_augmentation_runs_and_logs(train_tiny, caplog):
     splits = json.loads((run_dir / "splits.json").read_text())
     n_train = len(splits["train"])
     assert f"text augmentation: {n_train} corrupted texts for {n_train} training records" in caplog.text
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["fusion"] == "quality"
-    config = json.loads((run_dir / "config.json").read_text())
-    assert config["train"]["text_corruption"]["probability"] == 0.5
+    plain = train_tiny("quality")  # the same run without augmentation
+
+    def train_losses(path):
+        return [json.loads(line)["train_loss"] for line in (path / "metrics.jsonl").read_text().splitlines()]
+
+    assert len(train_losses(run_dir)) == len(train_losses(plain)) == 2
+    assert train_losses(run_dir) != train_losses(plain)  # the corrupted texts reached the training batches

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from crysfuse.checkpoint import CheckpointError, load_run
 from crysfuse.cli import main
-from crysfuse.training.resume import RunLock
+from crysfuse.rundir import CheckpointError, RunLock, load_run
 from tests.conftest import SHARED_DATA, TINY_MODEL
 
 

@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from crysfuse.checkpoint import load_run
 from crysfuse.cli import main
 from crysfuse.data.dataset import make_loader
+from crysfuse.rundir import load_run
 
 RUN_FILES = ["model.safetensors", "config.json", "meta.json", "splits.json", "metrics.jsonl",
              "predictions_val.csv", "predictions_test.csv", "summary.json", "rejections.csv"]
@@ -62,9 +62,9 @@ def test_predict_reproduces_the_test_csv(trained_runs, mp36k_slice, tmp_path):
 
 
 def test_checkpoint_round_trip_gives_identical_predictions(trained_runs, tmp_path):
-    from crysfuse.checkpoint import save_weights
     from crysfuse.data.pipeline import prepare
     from crysfuse.data.sources import load_records
+    from crysfuse.rundir import save_weights
 
     loaded = load_run(trained_runs["simplified"])
     config = loaded.config

@@ -1,4 +1,9 @@
-"""The ``crysfuse`` command: one sub-command per module, each ``add_parser(subparsers)`` + ``run(args)``."""
+"""The ``crysfuse`` command: one sub-command per module, each ``add_parser(subparsers)`` + ``run(args)``.
+
+A sub-command parses its arguments and calls library functions, nothing more. Its ``run`` imports the library
+when it runs (deferred on purpose): building the parser, ``crysfuse --help`` and ``--version`` must not pay for
+importing torch, Lightning, pymatgen and transformers.
+"""
 
 from __future__ import annotations
 
@@ -53,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # Lightning installs its own console handler; keep its messages from being printed twice.
     logging.getLogger("lightning.pytorch").propagate = False
-    from crysfuse.errors import USER_ERRORS
+    from crysfuse.errors import USER_ERRORS  # deferred: it imports the library (see the module docstring)
 
     try:
         return int(COMMANDS[args.command].run(args) or 0)

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
-
-logger = logging.getLogger(__name__)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -21,31 +18,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crysfuse.compare import load_matrix, record_matrix, run_matrix
-    from crysfuse.comparison import read_run, write_comparison
+    from crysfuse.analysis.comparison import COMPARISON_MD, compare_runs, finished_runs
+    from crysfuse.analysis.matrix import finished_cells, run_matrix_file
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if bool(args.matrix) == bool(args.runs):
         raise SystemExit("crysfuse compare: give either --matrix FILE or run directories")
-    baseline = args.baseline or "graph_only"
     if args.matrix:
-        matrix = load_matrix(args.matrix, out)
+        matrix, outcome = run_matrix_file(args.matrix, out, jobs=args.jobs)
         baseline = args.baseline or matrix.baseline
-        outcome = run_matrix(matrix, jobs=args.jobs)
-        record_matrix(out, matrix, outcome)
-        run_dirs = [c.run_dir for c in matrix.cells if (c.run_dir / "summary.json").exists()]
+        run_dirs = finished_cells(matrix)
         print(f"matrix: {outcome['cells']} cells, {outcome['skipped']} already finished, {outcome['ran']} run, "
               f"{len(outcome['failed'])} failed")
     else:
-        run_dirs = [Path(r) for r in args.runs]
-        unfinished = [r for r in run_dirs if not (r / "summary.json").is_file()]
-        if unfinished:
-            logger.warning("skipping %d run directories without summary.json (not finished, or not runs): %s",
-                           len(unfinished), ", ".join(map(str, unfinished)))
-            run_dirs = [r for r in run_dirs if r not in unfinished]
+        baseline = args.baseline or "graph_only"
+        run_dirs = finished_runs(args.runs)
         if not run_dirs:
             raise SystemExit("crysfuse compare: none of the given directories is a finished run")
-    rows = write_comparison(out, [read_run(r) for r in run_dirs], baseline)
-    print((out / "comparison.md").read_text(encoding="utf-8"))
+    rows = compare_runs(run_dirs, out, baseline)
+    print((out / COMPARISON_MD).read_text(encoding="utf-8"))
     return 1 if args.matrix and outcome["failed"] else (0 if rows else 1)

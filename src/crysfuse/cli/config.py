@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+import yaml
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("config", help="print the config reference or a resolved config")
@@ -26,8 +28,6 @@ def run(args: argparse.Namespace) -> int:
 
         print(render_reference(), end="")
         return 0
-    import yaml
-
     from crysfuse.config import Config
 
     config = Config.load(args.config) if args.config else Config()

@@ -3,18 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-DEMO_SETTINGS = [
-    "data.target=e_form",
-    "model.dim_hidden=64",
-    "model.num_alignn_layers=2",
-    "model.num_gcn_layers=2",
-    "train.batch_size=32",
-    "train.learning_rate=0.003",
-    "train.patience=null",
-    "train.progress_bar=false",
-]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,21 +15,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crysfuse.config import Config
-    from crysfuse.data.demo import write_demo_dataset
-    from crysfuse.training.run import train
+    from crysfuse.api import run_demo
 
-    out = Path(args.out)
-    data_path = out / "emt_alloys.json"
-    if not data_path.exists():
-        write_demo_dataset(data_path, args.num_structures)
-    results = []
-    for fusion in args.fusions.split(","):
-        config = Config().with_overrides(DEMO_SETTINGS + [
-            f"data.path='{data_path}'", f"data.cache_dir='{out / 'cache'}'", f"fusion.name={fusion}",
-            f"train.epochs={args.epochs}", f"experiment.run_dir='{out / fusion}'",
-        ])
-        results.append(train(config))
+    results = run_demo(args.out, num_structures=args.num_structures, epochs=args.epochs,
+                       fusions=args.fusions.split(","))
     print()
     print(f"{'fusion':<14} {'val MAE':>9} {'test MAE':>9} {'params':>9} {'+fusion':>8} {'seconds':>8}  run directory")
     for result in results:

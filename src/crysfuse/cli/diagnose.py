@@ -17,7 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crysfuse.diagnose import diagnose, write_diagnosis
+    from crysfuse.analysis.diagnose import diagnose, write_diagnosis
 
     if args.n_samples is not None and args.n_samples < 1:
         raise SystemExit("crysfuse diagnose: --n-samples must be at least 1")

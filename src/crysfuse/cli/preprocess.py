@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from crysfuse.config import Config
+from crysfuse.cli.args import config_from_args
 
-FLAG_TO_KEY = {
+FLAGS = {
     "data": "data.path", "target": "data.target", "limit": "data.limit", "text_file": "data.text_file",
     "cache": "data.cache_dir", "describer": "text.describer", "encoder": "text.encoder",
 }
@@ -35,23 +35,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _literal(value: object) -> str:
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    return str(value)
-
-
-def config_from_args(args: argparse.Namespace) -> Config:
-    config = Config.load(args.config) if args.config else Config()
-    overrides = [f"{key}={_literal(getattr(args, flag))}" for flag, key in FLAG_TO_KEY.items()
-                 if getattr(args, flag) is not None]
-    return config.with_overrides(overrides + list(args.set))
-
-
 def run(args: argparse.Namespace) -> int:
     from crysfuse.data.store import preprocess
 
-    config = config_from_args(args)
+    config = config_from_args(args, FLAGS)
     if not config.data.path:
         raise SystemExit("crysfuse preprocess: --data is required (or set data.path in --config)")
     summary = preprocess(config, workers=args.workers, chunk_size=args.chunk_size, uses_text=not args.no_text,

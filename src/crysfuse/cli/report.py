@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -13,9 +14,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-
-    from crysfuse.report import write_report
+    from crysfuse.analysis.report import write_report
 
     try:
         path = write_report(args.directory, args.out)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def _floats(text: str) -> list[float]:
@@ -25,25 +24,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crysfuse.io import write_csv_atomic, write_json_atomic
-    from crysfuse.plots import lines_by_group, save_figure
-    from crysfuse.robustness import load_evaluation_set, robustness_table
+    from crysfuse.analysis.robustness import load_evaluation_set, robustness_table, write_robustness
 
-    out = Path(args.out)
     evaluation = load_evaluation_set(args.checkpoint, split=args.split, data=args.data, limit=args.limit)
     rows = robustness_table(evaluation, args.strategies.split(","), args.modes.split(","), args.ratios,
                             seed=args.seed)
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    write_csv_atomic(out / "robustness.csv", columns, ([row.get(c, "") for c in columns] for row in rows))
-    write_json_atomic(out / "robustness.json", {"run": str(args.checkpoint), "split": args.split,
-                                                "seed": args.seed, "rows": rows})
-    save_figure(lines_by_group(rows, x="ratio", y="mae", group=["strategy", "mode"],
-                               title="MAE under text corruption", ylabel="MAE"), out / "robustness_mae.png")
-    gate_keys = [c for c in columns if c.endswith("_mean") and c.count("_") >= 1 and c not in ("mae",)]
-    for key in gate_keys:
-        save_figure(lines_by_group(rows, x="ratio", y=key, group=["strategy", "mode"],
-                                   title=f"{key} under text corruption", ylabel=key),
-                    out / f"robustness_{key}.png")
-    clean = rows[0]
-    print(f"clean MAE {clean['mae']:.4f}; wrote {out / 'robustness.csv'} ({len(rows)} rows)")
+    table = write_robustness(args.out, rows, run=args.checkpoint, split=args.split, seed=args.seed)
+    print(f"clean MAE {rows[0]['mae']:.4f}; wrote {table} ({len(rows)} rows)")
     return 0

@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from crysfuse.config import Config
-
-# CLI flag → dotted config key; a flag left unset keeps the config file's (or the default) value.
-FLAG_TO_KEY = {
-    "data": "data.path", "target": "data.target", "limit": "data.limit", "split_file": "data.split_file",
-    "text_file": "data.text_file", "cache_dir": "data.cache_dir", "fusion": "fusion.name",
-    "epochs": "train.epochs", "batch_size": "train.batch_size", "seed": "train.seed",
-    "run_dir": "experiment.run_dir",
-}
+from crysfuse.cli.args import config_from_args
+from crysfuse.config import TRAIN_FLAGS, Config
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -36,25 +29,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    """Config file (or defaults) ← flags ← ``--set`` overrides."""
-    config = Config.load(args.config) if args.config else Config()
-    overrides = [f"{key}={_yaml_literal(getattr(args, flag))}" for flag, key in FLAG_TO_KEY.items()
-                 if getattr(args, flag) is not None]
-    return config.with_overrides(overrides + list(args.set))
-
-
-def _yaml_literal(value: object) -> str:
-    """Quote strings so that YAML parsing keeps them strings (e.g. a target named 'gap pbe' or '1')."""
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    return str(value)
+def train_config(args: argparse.Namespace) -> Config:
+    """Config file (or defaults) ← flags (:data:`crysfuse.config.TRAIN_FLAGS`) ← ``--set`` overrides."""
+    return config_from_args(args, TRAIN_FLAGS)
 
 
 def run(args: argparse.Namespace) -> int:
     from crysfuse.api import train
 
-    config = config_from_args(args)
+    config = train_config(args)
     if not config.data.path or not config.data.target:
         raise SystemExit("crysfuse train: --data and --target are required (or set them in --config)")
     result = train(config, resume=True if args.resume else None)

@@ -7,14 +7,15 @@ import csv
 import io
 from pathlib import Path
 
-from crysfuse.data.sources import (
+from crysfuse.data.records import (
     DataSourceError,
     LoadResult,
-    StructureRecord,
-    _target_value,
+    add_record,
     read_source_text,
     structure_for_id,
 )
+
+ID_PROP_FILE = "id_prop.csv"
 
 
 def load_cgcnn_folder(
@@ -22,7 +23,7 @@ def load_cgcnn_folder(
 ) -> LoadResult:
     """Records of ``id_prop.csv`` (``id,value[,...]``, optional header naming the columns) and the structure
     file of each id in ``folder`` (``<id>.cif``/``.vasp``/POSCAR, also under ``cif/``)."""
-    id_prop = folder / "id_prop.csv"
+    id_prop = folder / ID_PROP_FILE
     if not id_prop.exists():
         raise DataSourceError(f"folder '{folder}' has no id_prop.csv (CGCNN layout: id_prop.csv + <id>.cif)")
     rows = [r for r in csv.reader(io.StringIO(read_source_text(id_prop), newline=""))
@@ -39,12 +40,8 @@ def load_cgcnn_folder(
     for row in rows:
         record_id = row[0].strip()
         structure = structure_for_id(folder, record_id, result)
-        if structure is None:
-            continue
         values = {"target": row[column] if column is not None and column < len(row) else None}
-        value = _target_value(values, "target" if target is not None else None, record_id, result, require_target)
-        if value is not None:
-            result.records.append(StructureRecord(record_id, structure, value))
+        add_record(result, record_id, structure, values, "target" if target is not None else None, require_target)
     return result
 
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crysfuse.data.sources import (
-    CRYSMMNET_FILE,
+from crysfuse.data.records import (
     DataSourceError,
     LoadResult,
-    StructureRecord,
-    _target_value,
-    _text_or_none,
+    add_record,
     csv_rows,
     structure_for_id,
+    text_or_none,
 )
+
+CRYSMMNET_FILE = "description.csv"
 
 
 def load_crysmmnet(folder: Path, target: str | None, *, limit: int | None, require_target: bool) -> LoadResult:
@@ -40,11 +40,6 @@ def load_crysmmnet(folder: Path, target: str | None, *, limit: int | None, requi
     for position, row in enumerate(rows):
         record_id = (row.get("id") or "").strip() or f"#{position}"
         structure = structure_for_id(folder, record_id, result)
-        if structure is None:
-            continue
-        value = _target_value(row, target, record_id, result, require_target)
-        if value is None:
-            continue
-        text = _text_or_none(row.get(text_column) if text_column else None, clean=True)
-        result.records.append(StructureRecord(record_id, structure, value, text))
+        text = text_or_none(row.get(text_column) if text_column else None, clean=True)
+        add_record(result, record_id, structure, row, target, require_target, text)
     return result

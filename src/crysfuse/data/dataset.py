@@ -1,15 +1,18 @@
-"""PyTorch Geometric data objects for a crystal with its line graph and cached text embeddings."""
+"""PyTorch Geometric data objects for a crystal with its line graph and cached text embeddings, and the loader
+(with its epoch-seeded sampler) that batches them."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import copy
+from typing import Any, Iterator, Sequence
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
 from crysfuse.data.graphs import CrystalGraph
+from crysfuse.text.encoder import EncodedText
 
 FOLLOW_BATCH = ["text_tokens"]
 
@@ -56,16 +59,49 @@ def make_crystal_data(
     )
 
 
+def with_text(item: CrystalData, encoded: EncodedText) -> CrystalData:
+    """A shallow copy of ``item`` (graph tensors shared) carrying other text embeddings."""
+    other = copy.copy(item)
+    other.text_tokens = encoded.tokens
+    other.text_pooled = encoded.pooled.reshape(1, -1)
+    return other
+
+
+class EpochSeededSampler(Sampler[int]):
+    """A random permutation per epoch, seeded by ``(seed, epoch)``; Lightning calls :meth:`set_epoch`.
+
+    The shuffle order of epoch k depends only on (seed, k), so a resumed run sees the same batches as an
+    uninterrupted one.
+    """
+
+    def __init__(self, num_items: int, seed: int, dataset: Any = None) -> None:
+        self.num_items = num_items
+        self.seed = seed
+        self.epoch = 0
+        self.dataset = dataset
+
+    def set_epoch(self, epoch: int) -> None:
+        """Also tells the dataset (e.g. text augmentation draws per epoch)."""
+        self.epoch = epoch
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.num_items, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.num_items
+
+
 def make_loader(
     items: Sequence[CrystalData] | Dataset, *, batch_size: int, shuffle: bool, num_workers: int = 0, seed: int = 0
 ) -> DataLoader:
     """A PyG loader that also batches the variable-length text tokens (``text_tokens_batch``).
 
-    Shuffling uses :class:`~crysfuse.training.resume.EpochSeededSampler`: the order of epoch k depends only on
-    (seed, k), so interrupted and resumed runs see the same batches.
+    Shuffling uses :class:`EpochSeededSampler`: the order of epoch k depends only on (seed, k), so interrupted
+    and resumed runs see the same batches.
     """
-    from crysfuse.training.resume import EpochSeededSampler
-
     dataset = items if isinstance(items, Dataset) else list(items)
     sampler = EpochSeededSampler(len(dataset), seed, dataset) if shuffle else None
     return DataLoader(

@@ -284,72 +284,88 @@ def describe_many(
     n = len(structures)
     if keys is not None and len(keys) != n:
         raise ValueError(f"keys has {len(keys)} entries for {n} structures")
-    texts: list[str | None] = [None] * n
-    errors: dict[int, str] = {}
-
-    paths: list[Path | None] = [None] * n
-    todo: list[int] = []
-    for i, structure in enumerate(structures):
-        if cache_dir is not None:
-            identity = f"key:{keys[i]}" if keys is not None else structure_fingerprint(structure)
-            paths[i] = _cache_path(Path(cache_dir), describer.name, _cache_key(describer, identity))
-            cached = _read_cached(paths[i])
-            if cached is not None:
-                texts[i] = cached
-                continue
-        todo.append(i)
+    results = _Results(describer, describer_name, n)
+    todo = results.read_cache(structures, cache_dir, keys)
     if cache_dir is not None:
         logger.info("describer %s: %d/%d descriptions from cache", describer_name, n - len(todo), n)
     if not todo:
-        return texts, errors
-
-    meta = {"describer": describer.name, "version": getattr(describer, "version", "")}
-    start = last_log = time.monotonic()
-    done = 0
-
-    def record(i: int, text: str | None, error: str | None) -> None:
-        nonlocal done, last_log
-        done += 1
-        if text is None:
-            errors[i] = error or "unknown error"
-            logger.debug("describer %s failed on structure %d: %s", describer_name, i, errors[i])
-        else:
-            texts[i] = text
-            if paths[i] is not None:
-                _write_cached(paths[i], text, meta)
-        now = time.monotonic()
-        if now - last_log >= _PROGRESS_EVERY_S or done == len(todo):
-            last_log = now
-            rate = done / max(now - start, 1e-9)
-            logger.info(
-                "describer %s: %d/%d described (%.1f/s, %d failed, ~%.0f s left)",
-                describer_name,
-                done,
-                len(todo),
-                rate,
-                len(errors),
-                (len(todo) - done) / max(rate, 1e-9),
-            )
-
+        return results.texts, results.errors
+    results.start(len(todo))
     if workers > 1 and timeout is not None and len(todo) > 1:
-        _run_with_timeouts(describer_name, todo, structures, workers, timeout, record)
+        _run_with_timeouts(describer_name, todo, structures, workers, timeout, results.record)
     elif workers <= 1 or len(todo) <= chunk_size:
         for i in todo:
-            record(i, *_describe_with_alarm(describer, structures[i], timeout))
+            results.record(i, *_describe_with_alarm(describer, structures[i], timeout))
     else:
-        chunks = [todo[k : k + chunk_size] for k in range(0, len(todo), chunk_size)]
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [
-                pool.submit(_describe_chunk, describer_name, [structures[i] for i in chunk])
-                for chunk in chunks
-            ]
-            for chunk, future in zip(chunks, futures):
-                try:
-                    results = future.result()
-                except Exception as exc:  # noqa: BLE001 - e.g. a worker killed by the OOM killer
-                    results = [(None, f"worker failed: {type(exc).__name__}: {exc}")] * len(chunk)
-                for i, (text, error) in zip(chunk, results):
-                    record(i, text, error)
-    if errors:
-        logger.warning("describer %s failed on %d of %d structures", describer_name, len(errors), n)
-    return texts, errors
+        _run_in_chunks(describer_name, todo, structures, workers, chunk_size, results.record)
+    if results.errors:
+        logger.warning("describer %s failed on %d of %d structures", describer_name, len(results.errors), n)
+    return results.texts, results.errors
+
+
+class _Results:
+    """The texts and errors of :func:`describe_many` as they come in: cached, logged with progress."""
+
+    def __init__(self, describer: Any, name: str, n: int) -> None:
+        self.describer = describer
+        self.name = name
+        self.texts: list[str | None] = [None] * n
+        self.errors: dict[int, str] = {}
+        self.paths: list[Path | None] = [None] * n
+        self.meta = {"describer": describer.name, "version": getattr(describer, "version", "")}
+        self.total = self.done = 0
+        self.started = self.last_log = 0.0
+
+    def read_cache(self, structures: list[Structure], cache_dir: Path | None, keys: list[str] | None) -> list[int]:
+        """Fill in the cached texts; returns the indices still to describe."""
+        todo: list[int] = []
+        for i, structure in enumerate(structures):
+            if cache_dir is not None:
+                identity = f"key:{keys[i]}" if keys is not None else structure_fingerprint(structure)
+                self.paths[i] = _cache_path(Path(cache_dir), self.describer.name, _cache_key(self.describer, identity))
+                cached = _read_cached(self.paths[i])
+                if cached is not None:
+                    self.texts[i] = cached
+                    continue
+            todo.append(i)
+        return todo
+
+    def start(self, total: int) -> None:
+        self.total, self.started = total, time.monotonic()
+        self.last_log = self.started
+
+    def record(self, i: int, text: str | None, error: str | None) -> None:
+        """One structure done: keep (and cache) its text or its error; log progress every few seconds."""
+        name = self.name
+        self.done += 1
+        if text is None:
+            self.errors[i] = error or "unknown error"
+            logger.debug("describer %s failed on structure %d: %s", name, i, self.errors[i])
+        else:
+            self.texts[i] = text
+            if self.paths[i] is not None:
+                _write_cached(self.paths[i], text, self.meta)
+        now = time.monotonic()
+        if now - self.last_log >= _PROGRESS_EVERY_S or self.done == self.total:
+            self.last_log = now
+            rate = self.done / max(now - self.started, 1e-9)
+            logger.info("describer %s: %d/%d described (%.1f/s, %d failed, ~%.0f s left)", name, self.done,
+                        self.total, rate, len(self.errors), (self.total - self.done) / max(rate, 1e-9))
+
+
+def _run_in_chunks(describer_name: str, todo: list[int], structures: list[Structure], workers: int,
+                   chunk_size: int, record: Any) -> None:
+    """Chunks of ``chunk_size`` structures to ``workers`` processes (no per-structure timeout)."""
+    chunks = [todo[k : k + chunk_size] for k in range(0, len(todo), chunk_size)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [
+            pool.submit(_describe_chunk, describer_name, [structures[i] for i in chunk])
+            for chunk in chunks
+        ]
+        for chunk, future in zip(chunks, futures):
+            try:
+                results = future.result()
+            except Exception as exc:  # noqa: BLE001 - e.g. a worker killed by the OOM killer
+                results = [(None, f"worker failed: {type(exc).__name__}: {exc}")] * len(chunk)
+            for i, (text, error) in zip(chunk, results):
+                record(i, text, error)

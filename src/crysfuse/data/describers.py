@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -167,8 +168,6 @@ class RobocrysDescriber:
 
     def describe(self, structure: Structure) -> str:
         """Describe one ordered structure; raises :class:`DescriberError` on any failure."""
-        import warnings
-
         self._load()
         if not structure.is_ordered:
             raise DescriberError("disordered structures (partial occupancies) cannot be described by robocrys")

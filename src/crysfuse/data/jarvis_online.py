@@ -20,7 +20,8 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from crysfuse.data.sources import DataSourceError, LoadResult, records_from_jarvis_rows
+from crysfuse.data.jarvis_json import records_from_jarvis_rows, rows_list
+from crysfuse.data.records import DataSourceError, LoadResult
 
 logger = logging.getLogger(__name__)
 
@@ -116,8 +117,4 @@ def read_jarvis_zip(zip_path: Path, json_name: str) -> list[Any]:
             f"'{zip_path}' cannot be read ({type(err).__name__}: {err}); it may be truncated: delete it and "
             "download it again"
         ) from err
-    if isinstance(rows, dict):
-        rows = next((v for v in rows.values() if isinstance(v, list)), None)
-    if not isinstance(rows, list):
-        raise DataSourceError(f"'{zip_path}': expected a JSON list of records with an 'atoms' dict")
-    return rows
+    return rows_list(rows, zip_path)

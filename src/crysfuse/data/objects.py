@@ -9,13 +9,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from crysfuse.data.sources import (
+from crysfuse.data.records import (
     DataSourceError,
     LoadResult,
     StructureRecord,
-    _finish,
-    _target_value,
-    _text_or_none,
+    add_record,
+    finish,
+    parse_structure,
+    text_or_none,
 )
 from crysfuse.data.structures import jarvis_atoms_dict, structure_from_value
 
@@ -48,21 +49,14 @@ def records_from_structures(
     if require_target is None:
         require_target = targets is not None
     result = LoadResult()
-    for position, value in enumerate(structures):
+    for position, item in enumerate(structures):
         record_id = str(ids[position]) if ids is not None else str(position)
-        try:
-            structure = structure_from_value(value)
-        except Exception as err:  # noqa: BLE001
-            result.reject(record_id, "structure", f"unusable structure: {err}")
-            continue
+        structure = parse_structure(result, record_id, lambda: structure_from_value(item),
+                                    lambda err: f"unusable structure: {err}")
         row = {"target": targets[position]} if targets is not None else {}
-        target_value = _target_value(row, "target" if targets is not None else None, record_id, result,
-                                     require_target)
-        if target_value is None:
-            continue
-        text = _text_or_none(texts[position]) if texts is not None else None
-        result.records.append(StructureRecord(record_id, structure, target_value, text))
-    return _finish(result, "Python objects")
+        text = text_or_none(texts[position]) if texts is not None else None
+        add_record(result, record_id, structure, row, "target" if targets is not None else None, require_target, text)
+    return finish(result, "Python objects")
 
 
 def save_records(records: Iterable[StructureRecord], path: str | Path, target: str = "target") -> Path:

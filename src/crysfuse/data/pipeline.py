@@ -1,9 +1,13 @@
 """Records → graphs (cached) → descriptions (given, joined or described; cached) → frozen text
-embeddings (cached) → :class:`CrystalData` items. Every record that falls out says why."""
+embeddings (cached) → :class:`CrystalData` items. Every record that falls out says why.
+
+Both ways to the items use the same two routines: :func:`~crysfuse.data.cache.build_graphs` for the graphs and
+:class:`~crysfuse.data.texts.TextSide` for the embeddings. Small data is held in memory; from
+:data:`LAZY_MIN_RECORDS` records on only cache references are kept (:class:`~crysfuse.data.store.LazyItems`).
+"""
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 from collections.abc import Mapping
@@ -13,36 +17,17 @@ from pathlib import Path
 import torch
 
 from crysfuse.config import Config
-from crysfuse.data.atom_features import UnknownElementError
-from crysfuse.data.cache import GraphCache, structure_key
-from crysfuse.data.dataset import CrystalData, make_crystal_data
-from crysfuse.data.graphs import CrystalGraph, GraphBuildError, GraphSettings, build_crystal_graph
-from crysfuse.data.sources import Rejection, StructureRecord
-from crysfuse.data.text_files import read_text_file
+from crysfuse.data.cache import GraphCache, build_graphs, default_cache_dir, graph_settings
+from crysfuse.data.dataset import CrystalData, make_crystal_data, with_text
+from crysfuse.data.records import Rejection, StructureRecord
+from crysfuse.data.store import LazyEntry, LazyItems
+from crysfuse.data.texts import TextInfo, TextSide, resolve_texts
 
 logger = logging.getLogger(__name__)
 
 
 LAZY_MIN_RECORDS = int(os.environ.get("CRYSFUSE_LAZY_MIN_RECORDS", "5000"))
 """From this many records on, :func:`prepare` returns lazy items (read from the caches on access)."""
-
-
-def default_cache_dir(config: Config) -> Path:
-    """``data.cache_dir``, else ``$CRYSFUSE_CACHE``, else ``~/.cache/crysfuse``."""
-    if config.data.cache_dir:
-        return Path(config.data.cache_dir)
-    return Path(os.environ.get("CRYSFUSE_CACHE", Path.home() / ".cache" / "crysfuse"))
-
-
-@dataclass
-class TextInfo:
-    """What the text side used: encoder id and width (0 without text), counts for the log and summary."""
-
-    encoder_id: str | None = None
-    dim_text: int = 0
-    num_missing: int = 0
-    num_described: int = 0
-    num_truncated: int = 0
 
 
 @dataclass
@@ -61,87 +46,6 @@ class PreparedData:
     text_side: TextSide | None = None
 
 
-def graph_settings(config: Config) -> GraphSettings:
-    """The graph section of the config as :class:`GraphSettings`."""
-    return GraphSettings(
-        cutoff=config.graph.cutoff, max_neighbors=config.graph.max_neighbors, max_atoms=config.graph.max_atoms
-    )
-
-
-def build_graphs(
-    records: list[StructureRecord], settings: GraphSettings, cache: GraphCache | None
-) -> tuple[dict[str, CrystalGraph], list[Rejection]]:
-    """Graphs for every record that has one; the others become rejections (stage ``graph``)."""
-    graphs: dict[str, CrystalGraph] = {}
-    rejections: list[Rejection] = []
-    built = 0
-    for record in records:
-        try:
-            key = structure_key(record.structure, settings)
-            graph = cache.get(key) if cache else None
-            if graph is None:
-                graph = build_crystal_graph(record.structure, settings)
-                built += 1
-                if cache:
-                    cache.put(key, graph)
-        except (GraphBuildError, UnknownElementError) as err:
-            rejections.append(Rejection(record.id, "graph", str(err)))
-            continue
-        graphs[record.id] = graph
-    logger.info("graphs: %d ready (%d built, %d from cache), %d rejected",
-                len(graphs), built, len(graphs) - built, len(rejections))
-    return graphs, rejections
-
-
-def resolve_texts(records: list[StructureRecord], config: Config, cache_dir: Path, info: TextInfo) -> list[str | None]:
-    """Text per record: the record's own, else ``data.text_file``, else the configured describer (if any)."""
-    texts: list[str | None] = [r.text for r in records]
-    if config.data.text_file:
-        joined = read_text_file(config.data.text_file)
-        texts = [t if t is not None else joined.get(r.id) for t, r in zip(texts, records)]
-    todo = [i for i, t in enumerate(texts) if t is None]
-    if todo and config.text.describer:
-        from crysfuse.data.describe import describe_many
-
-        described, failures = describe_many(
-            [records[i].structure for i in todo], config.text.describer, cache_dir=cache_dir / "descriptions"
-        )
-        for i, text in zip(todo, described):
-            texts[i] = text
-        info.num_described = sum(t is not None for t in described)
-        for position, message in failures.items():
-            logger.warning("no description for %s: %s", records[todo[position]].id, message)
-    info.num_missing = sum(1 for t in texts if not t)
-    if info.num_missing:
-        logger.warning("%d of %d records have no text; they are encoded as empty text (all tokens masked)",
-                       info.num_missing, len(texts))
-    return texts
-
-
-class TextSide:
-    """The frozen encoder of a config with its embedding cache: ``encode(texts)`` encodes only misses."""
-
-    def __init__(self, config: Config, cache_dir: Path) -> None:
-        from crysfuse.text.cache import EmbeddingCache
-        from crysfuse.text.encoder import EncoderSettings, TextEncoder
-
-        self.encoder = TextEncoder(EncoderSettings(config.text.encoder, config.text.max_length, config.text.batch_size))
-        self.cache = EmbeddingCache(cache_dir / "embeddings", self.encoder.model_id, config.text.max_length)
-
-    def encode(self, texts: list[str | None]) -> list:  # list[EncodedText]
-        from crysfuse.text.cache import encode_cached
-
-        return encode_cached(self.encoder, texts, self.cache)
-
-
-def with_text(item: CrystalData, encoded) -> CrystalData:  # noqa: ANN001 - EncodedText
-    """A shallow copy of ``item`` (graph tensors shared) carrying other text embeddings."""
-    other = copy.copy(item)
-    other.text_tokens = encoded.tokens
-    other.text_pooled = encoded.pooled.reshape(1, -1)
-    return other
-
-
 def prepare(
     records: list[StructureRecord], config: Config, *, uses_text: bool, lazy: bool | None = None
 ) -> PreparedData:
@@ -155,20 +59,19 @@ def prepare(
     if lazy if lazy is not None else len(records) >= LAZY_MIN_RECORDS:
         return prepare_lazy(records, config, uses_text=uses_text, cache_dir=cache_dir)
     result = PreparedData()
-    graphs, result.rejections = build_graphs(records, graph_settings(config), GraphCache(cache_dir))
-    kept = [r for r in records if r.id in graphs]
+    graphs = build_graphs(records, graph_settings(config), GraphCache(cache_dir))
+    logger.info("graphs: %d ready (%d built, %d from cache), %d rejected",
+                len(graphs.keys), graphs.built, graphs.cached, len(graphs.rejections))
+    result.rejections = graphs.rejections
+    kept = [r for r in records if r.id in graphs.graphs]
     no_tokens, no_pooled = torch.zeros(0, 1, dtype=torch.float16), torch.zeros(1, dtype=torch.float16)
     for index, record in enumerate(kept):
         result.items[record.id] = make_crystal_data(
-            graphs[record.id], tokens=no_tokens, pooled=no_pooled, target=record.target, index=index
+            graphs.graphs[record.id], tokens=no_tokens, pooled=no_pooled, target=record.target, index=index
         )
     if uses_text:
-        texts = resolve_texts(kept, config, cache_dir, result.text)
-        result.texts = {r.id: t for r, t in zip(kept, texts)}
-        result.text_side = TextSide(config, cache_dir)
+        texts = _text_side(result, kept, config, cache_dir)
         encoded = result.text_side.encode(texts)
-        result.text.encoder_id = result.text_side.encoder.model_id
-        result.text.dim_text = result.text_side.encoder.dim
         result.text.num_truncated = sum(e.truncated for e in encoded)
         if result.text.num_truncated:
             logger.warning("%d texts were truncated to %d tokens", result.text.num_truncated, config.text.max_length)
@@ -177,48 +80,35 @@ def prepare(
     return result
 
 
+def _text_side(result: PreparedData, kept: list[StructureRecord], config: Config,
+               cache_dir: Path) -> list[str | None]:
+    """Resolve the texts of ``kept`` and open the text side, recording both in ``result``."""
+    texts = resolve_texts(kept, config, cache_dir, result.text)
+    result.texts = {r.id: t for r, t in zip(kept, texts)}
+    result.text_side = TextSide(config, cache_dir)
+    result.text.encoder_id = result.text_side.encoder.model_id
+    result.text.dim_text = result.text_side.encoder.dim
+    return texts
+
+
 def prepare_lazy(records: list[StructureRecord], config: Config, *, uses_text: bool, cache_dir: Path) -> PreparedData:
     """:func:`prepare` with :class:`~crysfuse.data.store.LazyItems`: cache entries are only checked for
     presence here (graphs and embeddings that are missing are built and stored, in chunks); their contents are
     validated when an item is loaded, and a damaged entry is rebuilt then."""
-    from crysfuse.data.store import LazyEntry, LazyItems
-
     settings = graph_settings(config)
     graph_cache = GraphCache(cache_dir)
     result = PreparedData()
-    keys: dict[str, str] = {}
-    built = 0
-    for record in records:
-        key = structure_key(record.structure, settings)
-        if not graph_cache.path(key).is_file():
-            try:
-                graph_cache.put(key, build_crystal_graph(record.structure, settings))
-                built += 1
-            except (GraphBuildError, UnknownElementError) as err:
-                result.rejections.append(Rejection(record.id, "graph", str(err)))
-                continue
-        keys[record.id] = key
+    graphs = build_graphs(records, settings, graph_cache, keep=False, trust_present=True)
     logger.info("graphs: %d ready (%d built, %d in the cache, read on access), %d rejected",
-                len(keys), built, len(keys) - built, len(result.rejections))
-    kept = [r for r in records if r.id in keys]
+                len(graphs.keys), graphs.built, graphs.cached, len(graphs.rejections))
+    result.rejections = graphs.rejections
+    kept = [r for r in records if r.id in graphs.keys]
     texts: list[str | None] = [None] * len(kept)
     if uses_text:
-        texts = resolve_texts(kept, config, cache_dir, result.text)
-        result.texts = {r.id: t for r, t in zip(kept, texts)}
-        side = result.text_side = TextSide(config, cache_dir)
-        result.text.encoder_id = side.encoder.model_id
-        result.text.dim_text = side.encoder.dim
-        distinct = dict.fromkeys(t for t in texts if t and str(t).strip())
-        misses = [t for t in distinct if not side.cache.path(t).is_file()]
-        logger.info("text embeddings: %d distinct texts, %d in the cache (read on access), %d to encode",
-                    len(distinct), len(distinct) - len(misses), len(misses))
-        for start in range(0, len(misses), 512):
-            chunk = misses[start:start + 512]
-            for text, encoded in zip(chunk, side.encoder.encode(chunk)):
-                side.cache.put(text, encoded)
-                result.text.num_truncated += int(encoded.truncated)
+        texts = _text_side(result, kept, config, cache_dir)
+        result.text.num_truncated = result.text_side.fill_cache(texts, trust_present=True).truncated
     entries = {
-        r.id: LazyEntry(keys[r.id], text, r.target, index) for index, (r, text) in enumerate(zip(kept, texts))
+        r.id: LazyEntry(graphs.keys[r.id], text, r.target, index) for index, (r, text) in enumerate(zip(kept, texts))
     }
     result.items = LazyItems(entries, graph_cache, text_side=result.text_side, dim_text=result.text.dim_text,
                              structures={r.id: r.structure for r in kept}, settings=settings)

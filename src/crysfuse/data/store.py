@@ -2,9 +2,10 @@
 
 * :func:`preprocess` builds the graphs of a data source in worker processes (chunked
   :class:`~concurrent.futures.ProcessPoolExecutor`; each worker writes its graphs straight into the
-  :class:`~crysfuse.data.cache.GraphCache`), resolves the texts (record text, ``data.text_file``, else the
-  describer with its workers) and encodes the embeddings in chunks into the
-  :class:`~crysfuse.text.cache.EmbeddingCache`, with a progress bar. Nothing is kept in memory beyond one
+  :class:`~crysfuse.data.cache.GraphCache`: :func:`~crysfuse.data.cache.build_graphs`), resolves the texts
+  (record text, ``data.text_file``, else the describer with its workers) and encodes the embeddings in chunks
+  into the :class:`~crysfuse.text.cache.EmbeddingCache` (:meth:`~crysfuse.data.texts.TextSide.fill_cache`), with
+  a progress bar. Nothing is kept in memory beyond one
   chunk. Existing entries are validated (loaded) and skipped, so a re-run is incremental; a damaged or
   truncated entry fails validation, is removed and rebuilt. A small ``preprocess.json`` manifest records the
   counts and timings.
@@ -18,17 +19,23 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from crysfuse.config import Config
+from crysfuse.data.cache import GraphCache, build_graphs, default_cache_dir, graph_settings
 from crysfuse.data.dataset import CrystalData, make_crystal_data
+from crysfuse.data.graphs import build_crystal_graph
+from crysfuse.data.records import StructureRecord
+from crysfuse.data.sources import load_config_records
+from crysfuse.data.splits import split_ids
+from crysfuse.data.texts import TextInfo, TextSide, distinct_texts, resolve_texts
+from crysfuse.io import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +100,6 @@ class LazyItems(Mapping):
     def _load(self, record_id: str, entry: LazyEntry) -> CrystalData:
         graph = self.graph_cache.get(entry.graph_key)
         if graph is None:
-            from crysfuse.data.graphs import build_crystal_graph
-
             logger.warning("graph of %s missing from the cache; rebuilding it", record_id)
             graph = build_crystal_graph(self.structures[record_id], self.settings)
             self.graph_cache.put(entry.graph_key, graph)
@@ -145,35 +150,19 @@ def item_list(items: Mapping[str, CrystalData], ids: Sequence[str]) -> Sequence[
 # ---------------------------------------------------------------------------------------- write side
 
 
-def _progress(total: int, desc: str, enabled: bool) -> Any:
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm comes with transformers
-        enabled = False
-    if not enabled:
-        class _Null:
-            def update(self, n: int = 1) -> None: ...
-            def close(self) -> None: ...
-        return _Null()
-    return tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True, mininterval=1.0)
+class _Progress:
+    """A tqdm bar, or nothing when switched off; ``update(n)`` either way."""
 
+    def __init__(self, total: int, desc: str, enabled: bool) -> None:
+        self.bar = tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True, mininterval=1.0) if enabled else None
 
-def _build_chunk(cache_root: str, settings: Any, chunk: list[tuple[str, str, Any]]) -> list[tuple[str, str | None]]:
-    """Worker: build and store the graphs of ``(id, key, structure)``; returns ``(id, error or None)``."""
-    from crysfuse.data.atom_features import UnknownElementError
-    from crysfuse.data.cache import GraphCache
-    from crysfuse.data.graphs import GraphBuildError, build_crystal_graph
+    def update(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
 
-    torch.set_num_threads(1)
-    cache = GraphCache(cache_root)
-    out: list[tuple[str, str | None]] = []
-    for record_id, key, structure in chunk:
-        try:
-            cache.put(key, build_crystal_graph(structure, settings))
-            out.append((record_id, None))
-        except (GraphBuildError, UnknownElementError) as err:
-            out.append((record_id, str(err)))
-    return out
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 @dataclass
@@ -193,88 +182,17 @@ class PreprocessSummary:
 def preprocess(config: Config, *, workers: int = 2, chunk_size: int = 64, text_chunk: int = 512,
                uses_text: bool = True, progress: bool = True) -> PreprocessSummary:
     """Fill the caches of ``config`` (``data.cache_dir``) for ``data.path``; returns what was done."""
-    from crysfuse.data.atom_features import UnknownElementError, check_elements
-    from crysfuse.data.cache import GraphCache, structure_key
-    from crysfuse.data.pipeline import TextInfo, TextSide, default_cache_dir, graph_settings, resolve_texts
-    from crysfuse.data.sources import load_records
-    from crysfuse.data.splits import split_ids
-    from crysfuse.io import write_json_atomic
-
     started = time.perf_counter()
     cache_dir = default_cache_dir(config)
-    settings = graph_settings(config)
-    graph_cache = GraphCache(cache_dir)
-    loaded = load_records(config.data.path, config.data.target or None, limit=config.data.limit,
-                          require_target=False, ids=split_ids(config))  # labelled or not, within the split
-    records = loaded.records
+    records = load_config_records(config, require_target=False,  # labelled or not, within the split
+                                  ids=split_ids(config)).records
     summary = PreprocessSummary(records=len(records))
     logger.info("preprocess: %d records from %s into %s", len(records), config.data.path, cache_dir)
-
-    # graphs: validate existing entries, build the rest in worker processes
-    todo: list[tuple[str, str, Any]] = []
-    rejected: dict[str, str] = {}
-    bar = _progress(len(records), "graphs", progress)
-    for record in records:
-        key = structure_key(record.structure, settings)
-        if graph_cache.get(key) is not None:
-            summary.graphs_cached += 1
-            bar.update()
-        else:
-            try:
-                check_elements(record.structure.atomic_numbers)  # cheap, before sending it to a worker
-            except UnknownElementError as err:
-                rejected[record.id] = str(err)
-                bar.update()
-                continue
-            todo.append((record.id, key, record.structure))
-    chunks = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
-    if chunks and workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_build_chunk, str(cache_dir), settings, chunk) for chunk in chunks]
-            for future in futures:
-                for record_id, error in future.result():
-                    if error is None:
-                        summary.graphs_built += 1
-                    else:
-                        rejected[record_id] = error
-                    bar.update()
-    else:
-        for chunk in chunks:
-            for record_id, error in _build_chunk(str(cache_dir), settings, chunk):
-                if error is None:
-                    summary.graphs_built += 1
-                else:
-                    rejected[record_id] = error
-                bar.update()
-    bar.close()
-    summary.graphs_rejected = len(rejected)
-    logger.info("graphs: %d built, %d from cache, %d rejected",
-                summary.graphs_built, summary.graphs_cached, summary.graphs_rejected)
-    del todo, chunks
-
+    rejected = _preprocess_graphs(records, config, summary, workers=workers, chunk_size=chunk_size,
+                                  progress=progress)
     if uses_text:
         kept = [r for r in records if r.id not in rejected]
-        info = TextInfo()
-        texts = resolve_texts(kept, config, cache_dir, info)
-        summary.texts_missing = info.num_missing
-        distinct = list(dict.fromkeys(t for t in texts if t and str(t).strip()))
-        summary.texts = len(distinct)
-        del texts
-        side = TextSide(config, cache_dir)
-        summary.encoder_id = side.encoder.model_id
-        bar = _progress(len(distinct), "embeddings", progress)
-        for start in range(0, len(distinct), text_chunk):
-            chunk = distinct[start:start + text_chunk]
-            misses = [t for t in chunk if side.cache.get(t) is None]
-            summary.embeddings_cached += len(chunk) - len(misses)
-            if misses:
-                for text, encoded in zip(misses, side.encoder.encode(misses)):
-                    side.cache.put(text, encoded)
-                summary.embeddings_encoded += len(misses)
-            bar.update(len(chunk))
-        bar.close()
-        logger.info("embeddings: %d encoded, %d from cache", summary.embeddings_encoded, summary.embeddings_cached)
-
+        _preprocess_texts(kept, config, summary, chunk_size=text_chunk, progress=progress)
     summary.seconds = round(time.perf_counter() - started, 2)
     manifest = {
         **summary.__dict__,
@@ -282,9 +200,45 @@ def preprocess(config: Config, *, workers: int = 2, chunk_size: int = 64, text_c
         "text_file": config.data.text_file,
         "encoder": config.text.encoder if uses_text else None,
         "max_length": config.text.max_length,
-        "graph": settings.__dict__,
+        "graph": asdict(graph_settings(config)),
         "rejected": rejected,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    write_json_atomic(Path(cache_dir) / MANIFEST, manifest)
+    write_json_atomic(cache_dir / MANIFEST, manifest)
     return summary
+
+
+def _with_bar(total: int, desc: str, enabled: bool, work: Callable[[Callable[[int], None]], Any]) -> Any:
+    bar = _Progress(total, desc, enabled)
+    try:
+        return work(bar.update)
+    finally:
+        bar.close()
+
+
+def _preprocess_graphs(records: list[StructureRecord], config: Config, summary: PreprocessSummary, *,
+                       workers: int, chunk_size: int, progress: bool) -> dict[str, str]:
+    """Validate the cached graphs, build the rest in worker processes; returns the rejections by id."""
+    cache = GraphCache(default_cache_dir(config))
+    graphs = _with_bar(len(records), "graphs", progress, lambda tick: build_graphs(
+        records, graph_settings(config), cache, keep=False, workers=workers, chunk_size=chunk_size, progress=tick))
+    summary.graphs_built, summary.graphs_cached = graphs.built, graphs.cached
+    summary.graphs_rejected = len(graphs.rejections)
+    logger.info("graphs: %d built, %d from cache, %d rejected",
+                summary.graphs_built, summary.graphs_cached, summary.graphs_rejected)
+    return {r.id: r.reason for r in graphs.rejections}
+
+
+def _preprocess_texts(records: list[StructureRecord], config: Config, summary: PreprocessSummary, *,
+                      chunk_size: int, progress: bool) -> None:
+    """Resolve the texts (describing the missing ones) and encode every distinct text into the cache."""
+    cache_dir = default_cache_dir(config)
+    info = TextInfo()
+    texts = resolve_texts(records, config, cache_dir, info)
+    summary.texts_missing = info.num_missing
+    side = TextSide(config, cache_dir)
+    summary.encoder_id = side.encoder.model_id
+    fill = _with_bar(len(distinct_texts(texts)), "embeddings", progress,
+                     lambda tick: side.fill_cache(texts, trust_present=False, chunk_size=chunk_size, progress=tick))
+    summary.texts, summary.embeddings_encoded, summary.embeddings_cached = fill.distinct, fill.encoded, fill.cached
+    logger.info("embeddings: %d encoded, %d from cache", summary.embeddings_encoded, summary.embeddings_cached)

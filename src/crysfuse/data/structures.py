@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import vesin
 from pymatgen.core import Structure
+from pymatgen.core.periodic_table import Element
 
 MAX_NEIGHBOR_DISTANCE = 8.0
 
@@ -20,9 +24,6 @@ def isolated_atom(structure: Structure, max_distance: float = MAX_NEIGHBOR_DISTA
     Periodic images count as neighbours. Structures the check cannot handle (non-finite coordinates, a
     singular cell) are left to the graph builder, which rejects them with its own reason.
     """
-    import numpy as np
-    import vesin
-
     try:
         lattice = np.asarray(structure.lattice.matrix, dtype=np.float64)
         cart = np.asarray(structure.cart_coords, dtype=np.float64).reshape(-1, 3)
@@ -55,8 +56,6 @@ def checked_structure(structure: Any) -> Structure:
     Usable: at least one atom, only real elements (no dummy species such as ``Xx``), ordered (no partial
     occupancies: graphs and describers need one element per site).
     """
-    from pymatgen.core.periodic_table import Element
-
     if not isinstance(structure, Structure):
         raise ValueError(f"parsing gave a {type(structure).__name__}, not a structure")
     if len(structure) == 0:
@@ -71,8 +70,6 @@ def checked_structure(structure: Any) -> Structure:
 
 def read_structure_file(path: Path) -> Structure:
     """A structure file (CIF, POSCAR, ...) that must hold at least one atom."""
-    import warnings
-
     with warnings.catch_warnings():
         # pymatgen's notes on the CIF 'primitive' default and on rounded coordinates; parse errors still raise
         warnings.simplefilter("ignore", FutureWarning)

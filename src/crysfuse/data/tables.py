@@ -13,21 +13,24 @@ Parquet needs pyarrow (``pip install 'crysfuse[tables]'``).
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from crysfuse.data.sources import (
+from crysfuse.data.records import (
     DataSourceError,
     LoadResult,
-    StructureRecord,
-    _target_value,
-    _text_or_none,
+    add_record,
     csv_rows,
+    parse_structure,
     read_source_text,
-    structure_from_value,
+    text_or_none,
 )
+from crysfuse.data.structures import structure_from_value
 
 logger = logging.getLogger(__name__)
 
@@ -64,16 +67,10 @@ def load_table(path: Path, target: str | None, *, limit: int | None, require_tar
     for position, row in rows:
         raw_id = row.get(id_column) if id_column else None
         record_id = str(raw_id).strip() if raw_id not in (None, "") else f"#{position}"
-        try:
-            structure = structure_from_value(row.get(structure_column))
-        except Exception as err:  # noqa: BLE001 - any parse failure becomes a recorded rejection
-            result.reject(record_id, "structure", f"column '{structure_column}': {str(err) or type(err).__name__}")
-            continue
-        value = _target_value(row, target, record_id, result, require_target)
-        if value is None:
-            continue
-        text = _text_or_none(row.get(text_column)) if text_column else None
-        result.records.append(StructureRecord(record_id, structure, value, text))
+        structure = parse_structure(result, record_id, lambda: structure_from_value(row.get(structure_column)),
+                                    lambda err: f"column '{structure_column}': {str(err) or type(err).__name__}")
+        text = text_or_none(row.get(text_column)) if text_column else None
+        add_record(result, record_id, structure, row, target, require_target, text)
     return result
 
 
@@ -119,10 +116,6 @@ def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
 
 def write_table(rows: list[dict[str, Any]], path: str | Path) -> Path:
     """Write rows (dicts) as CSV, JSONL or Parquet, by suffix; dict cells become JSON strings in CSV."""
-    import csv
-    import gzip
-    import io
-
     path = Path(path)
     name = path.name.lower()
     columns = list(dict.fromkeys(k for row in rows for k in row))

@@ -7,7 +7,7 @@ import gzip
 import json
 from pathlib import Path
 
-from crysfuse.data.sources import DataSourceError
+from crysfuse.data.records import DataSourceError
 
 
 def read_text_file(path: str | Path) -> dict[str, str]:

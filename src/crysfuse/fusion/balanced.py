@@ -17,6 +17,7 @@ class BalancedGatedFusion(GatedFusion):
     """
 
     description = "w = 0.5 + 0.5·q·f ∈ [0.5, 1]; symmetric mix of g, ĝ, t, t̂"
+    equation = "as `gated`, with w = 0.5 + 0.5·q·f ∈ [0.5, 1]; fused = LN(((1 − w)·g + w·ĝ) + (w·t + (1 − w)·t̂))"
 
     def effective_weight(self, quality: torch.Tensor, fusion: torch.Tensor) -> torch.Tensor:
         return 0.5 + 0.5 * quality * fusion

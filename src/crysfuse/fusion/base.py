@@ -55,10 +55,27 @@ class FusionOutput:
 
 
 class FusionModule(nn.Module):
-    """Base class. Subclasses set ``uses_text``, ``description`` and ``dim_out`` and implement ``forward``."""
+    """Base class. A variant declares what it is as class attributes, sets ``dim_out`` and implements
+    ``forward``; the registry entry is all the rest of crysfuse needs (``crysfuse models``, the configuration
+    reference, the variant table in ``docs/fusion.md`` and the tests read these declarations).
+
+    Attributes:
+        uses_text: Whether the variant reads the text at all (``graph_only`` does not).
+        description: One line for ``crysfuse models``.
+        equation: The variant's equations, as written in the docs' variant table.
+        gates: The per-sample gate diagnostics it always returns (keys of ``[B]`` tensors in ``diagnostics``).
+        scalars: The extra 0-dim diagnostics it returns (besides the gates' ``_mean``/``_std``/... summaries).
+        on_request: Per-sample diagnostics returned only when ``fusion.return_attention`` is set.
+        hyperparameters: The :class:`~crysfuse.config.FusionConfig` fields it reads (``name`` aside).
+    """
 
     uses_text: bool = True
     description: str = ""
+    equation: str = ""
+    gates: tuple[str, ...] = ()
+    scalars: tuple[str, ...] = ()
+    on_request: tuple[str, ...] = ()
+    hyperparameters: tuple[str, ...] = ()
 
     def __init__(self, *, dim: int, dim_nodes: int, config: FusionConfig) -> None:
         super().__init__()

@@ -13,6 +13,7 @@ class ConcatFusion(FusionModule):
     """fused = [g; t]: the projected graph vector and pooled text, concatenated. ``[B, P]`` → ``[B, 2P]``."""
 
     description = "CrysMMNet-style: [g; t] concatenated, MLP head"
+    equation = "fused = [g; t] (CrysMMNet-style late fusion)"
 
     def __init__(self, *, dim: int, dim_nodes: int, config: FusionConfig) -> None:
         super().__init__(dim=dim, dim_nodes=dim_nodes, config=config)

@@ -21,6 +21,10 @@ class CrossAttentionFusion(FusionModule):
     """
 
     description = "atoms and graph vector attend over text tokens; fused = [ĝ; mean(Â)], no gate"
+    equation = ("Â = LN(A + MHA(A, T)); ĝ = LN(g + MHA(g, T)); fused = [ĝ; mean_atoms(Â)] — no gate (the seed's "
+                "\"plain cross-modal\" baseline)")
+    on_request = ("attention_entropy",)
+    hyperparameters = ("num_heads", "dropout", "return_attention")
 
     def __init__(self, *, dim: int, dim_nodes: int, config: FusionConfig) -> None:
         super().__init__(dim=dim, dim_nodes=dim_nodes, config=config)

@@ -42,6 +42,11 @@ class GatedFusion(FusionModule):
     """
 
     description = "original double gate: w = quality × fusion; fused = LN((1−w)·ĝ + w·t̂ + g)"
+    equation = ("ĝ = LN(g + MHA(g, T)); t̂ = LN(t + MHA(t, A)); q = σ(MLP_q(t))·σ(‖t‖ − 3); f = σ(MLP_f([g; t])); "
+                "w = q·f; fused = LN((1 − w)·ĝ + w·t̂ + g)")
+    gates = ("quality", "fusion", "effective")
+    on_request = ("attention_entropy",)
+    hyperparameters = ("num_heads", "dropout", "dim_hidden", "quality_threshold", "return_attention")
 
     def __init__(self, *, dim: int, dim_nodes: int, config: FusionConfig) -> None:
         super().__init__(dim=dim, dim_nodes=dim_nodes, config=config)

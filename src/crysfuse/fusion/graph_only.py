@@ -11,6 +11,7 @@ class GraphOnlyFusion(FusionModule):
 
     uses_text = False
     description = "ALIGNN alone: fused = g (text ignored)"
+    equation = "fused = g"
 
     def forward(self, inputs: FusionInputs) -> FusionOutput:
         return FusionOutput(fused=inputs.graph)

@@ -39,6 +39,9 @@ class QualityGatedFusion(GatedFusion):
     """:class:`GatedFusion` with :class:`ImprovedQualityGate` in place of the original quality gate."""
 
     description = "gated, with a learnable-threshold quality gate mixed convexly with the learned score"
+    equation = ("as `gated`, with q = β·σ(MLP_q(t)) + (1 − β)·σ(‖t_raw‖ − θ), θ learnable (init 3.0), β = σ(b) "
+                "learnable (init 0.5)")
+    scalars = ("quality_threshold", "quality_mix")
 
     def build_quality_gate(self, *, dim: int, config: FusionConfig) -> nn.Module:
         return ImprovedQualityGate(dim=dim, config=config)

@@ -23,6 +23,10 @@ class SimplifiedGateFusion(FusionModule):
     """
 
     description = "graph attends over text tokens; fused = LN(ĝ + a·t + g), one sigmoid gate a"
+    equation = "ĝ = LN(g + MHA(g, T)); a = σ(MLP([g; t])); fused = LN(ĝ + a·t + g)"
+    gates = ("gate",)
+    on_request = ("attention_entropy",)
+    hyperparameters = ("num_heads", "dropout", "dim_hidden", "return_attention")
 
     def __init__(self, *, dim: int, dim_nodes: int, config: FusionConfig) -> None:
         super().__init__(dim=dim, dim_nodes=dim_nodes, config=config)

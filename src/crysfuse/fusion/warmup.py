@@ -25,6 +25,10 @@ class WarmupGateFusion(SimplifiedGateFusion):
     """
 
     description = "simplified gate × warm-up ramp min(1, step/warmup_steps) × learnable strength"
+    equation = ("as `simplified`, with fused = LN(ĝ + r·s·a·t + g), r = min(1, step / warmup_steps), s = softplus(ρ) "
+                "(init 1) — both applied")
+    scalars = ("warmup_factor", "gate_strength")
+    hyperparameters = SimplifiedGateFusion.hyperparameters + ("warmup_steps",)
 
     def __init__(self, *, dim: int, dim_nodes: int, config: FusionConfig) -> None:
         super().__init__(dim=dim, dim_nodes=dim_nodes, config=config)

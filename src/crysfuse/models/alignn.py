@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torch_geometric.utils import scatter
 
+from crysfuse.chemistry import DIM_ATOM_FEATURES, cgcnn_feature_table
 from crysfuse.config import ModelConfig
-from crysfuse.data.atom_features import DIM_ATOM_FEATURES, cgcnn_feature_table
 from crysfuse.nn.layers import ALIGNNConv, EdgeGatedGraphConv, MLPLayer, RBFExpansion
 
 

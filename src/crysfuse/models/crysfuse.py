@@ -137,3 +137,14 @@ def _check_middle_layers(config: Config) -> list[int]:
             f"fusion.middle_layers {bad} out of range: the model has {config.model.num_alignn_layers} ALIGNN layers"
         )
     return layers
+
+
+def variant_parameter_counts(config: Config, *, dim_text: int) -> list[tuple[str, int, int, str]]:
+    """``(key, parameters added over graph_only, total parameters, description)`` for every registered fusion
+    variant, counted on models built with the sizes of ``config``."""
+    rows = []
+    for name in FUSION.names():
+        model = CrysFuseModel(config.replace({"fusion.name": name}), dim_text=dim_text)
+        rows.append((name, model.num_fusion_parameters(), model.num_parameters(), FUSION.get(name).description))
+    return rows
+

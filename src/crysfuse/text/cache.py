@@ -16,6 +16,8 @@ import uuid
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from crysfuse.text.encoder import EncodedText, TextEncoder
 
@@ -77,8 +79,6 @@ class EmbeddingCache:
             return None
 
     def _load(self, path: Path) -> EncodedText:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
             if meta.get("format") != _FORMAT:
@@ -100,8 +100,6 @@ class EmbeddingCache:
         """Store the encoding of ``text`` (no-op for missing texts); atomic (temp file + ``os.replace``)."""
         if _missing(text) or encoded.tokens.shape[0] == 0:
             return
-        from safetensors.torch import save_file
-
         path = self.path(str(text))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")

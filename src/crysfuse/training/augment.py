@@ -10,8 +10,8 @@ from torch.utils.data import Dataset
 
 from crysfuse.config import TextCorruptionConfig
 from crysfuse.data.corruption import Corruption, corrupt_text
-from crysfuse.data.dataset import CrystalData
-from crysfuse.data.pipeline import TextSide, with_text
+from crysfuse.data.dataset import CrystalData, with_text
+from crysfuse.data.texts import TextSide
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import lightning as L
 
-from crysfuse.checkpoint import WEIGHTS_FILE, save_weights
 from crysfuse.io import append_jsonl
+from crysfuse.rundir import save_weights, weights_path
 
 METRIC_KEYS = ("train_loss", "train_mae", "val_loss", "val_mae")
 
@@ -58,7 +58,7 @@ class BestWeights(L.Callback):
         if first or better:
             self.best_mae, self.best_epoch = mae, trainer.current_epoch
             if trainer.is_global_zero:
-                save_weights(self.run_dir / WEIGHTS_FILE, pl_module.model)
+                save_weights(weights_path(self.run_dir), pl_module.model)
 
     def state_dict(self) -> dict[str, float]:
         return {"best_mae": self.best_mae, "best_epoch": self.best_epoch}

@@ -1,91 +1,28 @@
-"""Crash safety for a run directory: one writer (a lock), a recorded state, and resumable epochs.
+"""Resumable epochs: the full training state after every epoch, and loading it back safely.
 
-* :class:`RunLock` — an exclusive ``flock`` on ``run_dir/.lock``; a second process is refused at once. The
-  kernel drops the lock when the holder dies, even by SIGKILL.
-* ``status.json`` — ``running`` while training, ``finished`` once every output is written.
 * :class:`ResumeCheckpoint` — after every epoch, the full training state (weights, optimiser, scheduler,
   loops, callbacks, RNG states) goes to ``resume/last.ckpt`` (temporary name, then rename) and the epoch to
   ``resume/last.json``. Resuming loads it with ``torch.load(weights_only=True)``: no code is unpickled.
-* :class:`EpochSeededSampler` — the shuffle order of epoch k depends only on (seed, k), so a resumed run
-  sees the same batches as an uninterrupted one.
+* :class:`RngState` carries the random number generators through that checkpoint.
+
+The run directory's lock and status live in :mod:`crysfuse.rundir.state`.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import random
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import Sampler
 
-from crysfuse.io import write_json_atomic, write_text_atomic
-
-RESUME_DIR = "resume"
-STATUS_FILE = "status.json"
-
-
-class RunDirectoryError(RuntimeError):
-    """The run directory is in use, finished, or holds a different run."""
-
-
-class RunLock:
-    """Exclusive, non-blocking lock on ``run_dir/.lock`` for the lifetime of a ``with`` block."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / ".lock"
-        self._handle: Any = None
-
-    def __enter__(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise RunDirectoryError(
-                f"run directory {self.path.parent} is in use by {holder}; wait for it or choose another --run-dir"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
-        self._handle = handle
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._handle is not None:
-            fcntl.flock(self._handle, fcntl.LOCK_UN)
-            self._handle.close()
-            self._handle = None
-
-
-def read_status(run_dir: Path) -> dict[str, Any]:
-    """``status.json`` of a run directory (``{}`` when absent or unreadable)."""
-    try:
-        return json.loads((Path(run_dir) / STATUS_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
-def write_status(run_dir: Path, state: str, **extra: Any) -> None:
-    """Record the run's state (``running`` or ``finished``) with a timestamp."""
-    write_json_atomic(Path(run_dir) / STATUS_FILE,
-                      {"state": state, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra})
-
-
-def resume_checkpoint_path(run_dir: Path) -> Path | None:
-    """The last completed epoch's training state, if one was saved."""
-    path = Path(run_dir) / RESUME_DIR / "last.ckpt"
-    return path if path.is_file() else None
+from crysfuse.io import write_json_atomic
+from crysfuse.rundir.layout import RESUME_CHECKPOINT_FILE, RESUME_MARKER_FILE, resume_dir
+from crysfuse.rundir.state import RunDirectoryError
 
 
 def check_resume_state(path: Path) -> tuple[int, float]:
@@ -107,25 +44,11 @@ def check_resume_state(path: Path) -> tuple[int, float]:
     return epoch, seconds
 
 
-def truncate_metrics(path: Path, last_epoch: int) -> None:
-    """Drop ``metrics.jsonl`` lines of epochs after ``last_epoch`` (written before a crash, then redone)."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            if json.loads(line).get("epoch", -1) <= last_epoch:
-                kept.append(line)
-        except json.JSONDecodeError:
-            break  # a line cut by the crash: nothing after it can be trusted
-    write_text_atomic(path, "".join(f"{line}\n" for line in kept))
-
-
 class ResumeCheckpoint(L.Callback):
     """Saves the full training state after every epoch, atomically."""
 
     def __init__(self, run_dir: Path, *, clock_start: float) -> None:
-        self.directory = Path(run_dir) / RESUME_DIR
+        self.directory = resume_dir(run_dir)
         self.clock_start = clock_start
 
     @property
@@ -140,13 +63,13 @@ class ResumeCheckpoint(L.Callback):
         if trainer.sanity_checking:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.directory / "last.ckpt.tmp"
+        tmp = self.directory / f"{RESUME_CHECKPOINT_FILE}.tmp"
         trainer.save_checkpoint(tmp)
         trainer.strategy.barrier()
         if trainer.is_global_zero:
-            os.replace(tmp, self.directory / "last.ckpt")
+            os.replace(tmp, self.directory / RESUME_CHECKPOINT_FILE)
             # A progress marker for people and tools; resuming reads epoch and seconds from last.ckpt itself.
-            write_json_atomic(self.directory / "last.json", {"epoch": trainer.current_epoch})
+            write_json_atomic(self.directory / RESUME_MARKER_FILE, {"epoch": trainer.current_epoch})
 
 
 class RngState(L.Callback):
@@ -169,26 +92,3 @@ class RngState(L.Callback):
                              np_state["has_gauss"], np_state["gauss"]))
         py_state = state_dict["python"]
         random.setstate((py_state["version"], tuple(py_state["state"]), py_state["gauss"]))
-
-
-class EpochSeededSampler(Sampler[int]):
-    """A random permutation per epoch, seeded by ``(seed, epoch)``; Lightning calls :meth:`set_epoch`."""
-
-    def __init__(self, num_items: int, seed: int, dataset: Any = None) -> None:
-        self.num_items = num_items
-        self.seed = seed
-        self.epoch = 0
-        self.dataset = dataset
-
-    def set_epoch(self, epoch: int) -> None:
-        """Also tells the dataset (e.g. text augmentation draws per epoch)."""
-        self.epoch = epoch
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.num_items, generator=generator).tolist())
-
-    def __len__(self) -> int:
-        return self.num_items

@@ -1,12 +1,13 @@
 """``train(config)``: data → graphs → text → model → Lightning fit (validation-only model selection) →
-a self-contained run directory. The CLI's ``crysfuse train`` calls this same function."""
+a self-contained run directory (its layout: :mod:`crysfuse.rundir`). The CLI's ``crysfuse train`` calls this
+same function."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,33 +17,26 @@ import numpy as np
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from crysfuse.checkpoint import WEIGHTS_FILE, load_run, write_meta
+from crysfuse import rundir
 from crysfuse.config import Config
-from crysfuse.data.dataset import make_loader
+from crysfuse.data.dataset import CrystalData, make_loader
 from crysfuse.data.pipeline import PreparedData, prepare
-from crysfuse.data.sources import Rejection, load_records
-from crysfuse.data.splits import make_split, split_ids
+from crysfuse.data.records import Rejection
+from crysfuse.data.sources import load_config_records
+from crysfuse.data.splits import Split, make_split, split_ids
 from crysfuse.data.store import item_list, item_targets
-from crysfuse.io import write_csv_atomic, write_json_atomic
 from crysfuse.models.crysfuse import CrysFuseModel, model_uses_text
-from crysfuse.monitor import GateMonitor
-from crysfuse.predict import predict_items, regression_metrics, write_predictions_csv
+from crysfuse.predict import predict_items, regression_metrics
+from crysfuse.rundir.layout import TENSORBOARD_DIR
 from crysfuse.training.augment import TextCorruptionDataset, corrupted_alternatives
 from crysfuse.training.callbacks import BestWeights, MetricsJsonl
 from crysfuse.training.module import CrysFuseLightning
-from crysfuse.training.resume import (
-    ResumeCheckpoint,
-    RngState,
-    RunDirectoryError,
-    RunLock,
-    check_resume_state,
-    read_status,
-    resume_checkpoint_path,
-    truncate_metrics,
-    write_status,
-)
+from crysfuse.training.monitor import GateMonitor
+from crysfuse.training.resume import ResumeCheckpoint, RngState, check_resume_state
 
 logger = logging.getLogger(__name__)
+
+SPLIT_NAMES = ("train", "val", "test")
 
 
 @dataclass
@@ -53,19 +47,14 @@ class RunResult:
     summary: dict[str, Any]
 
 
-def write_rejections(path: Path, rejections: list[Rejection]) -> None:
-    """The rejection manifest: ``id,stage,reason`` for every row that could not be used."""
-    write_csv_atomic(path, ["id", "stage", "reason"], ([r.id, r.stage, r.reason] for r in rejections))
+@dataclass
+class RunData:
+    """The prepared data of a run: items per split, the split itself and every rejection."""
 
-
-def summarize_rejections(rejections: list[Rejection]) -> str:
-    """One line: total and counts per stage."""
-    if not rejections:
-        return "0 records rejected"
-    stages: dict[str, int] = {}
-    for rejection in rejections:
-        stages[rejection.stage] = stages.get(rejection.stage, 0) + 1
-    return f"{len(rejections)} records rejected ({', '.join(f'{k}: {v}' for k, v in sorted(stages.items()))})"
+    prepared: PreparedData
+    split: Split
+    items: dict[str, Sequence[CrystalData]]
+    rejections: list[Rejection]
 
 
 def training_items(config: Config, ids: list[str], items: list, prepared: PreparedData):  # noqa: ANN201
@@ -109,15 +98,15 @@ def train(config: Config, *, resume: bool | None = None) -> RunResult:
     run_dir.mkdir(parents=True, exist_ok=True)
     if not is_primary_process():
         return _train_in_run_dir(config, run_dir, resume_from=None, primary=False)
-    with RunLock(run_dir):
+    with rundir.RunLock(run_dir):
         decision = decide_resume(run_dir, config, resume)
         if decision == "finished":
-            summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+            summary = rundir.read_summary(run_dir)
             logger.info("run %s already finished (val MAE %.4f); nothing to do", run_dir, summary["val_mae"])
             return RunResult(run_dir=run_dir, summary=summary)
-        write_status(run_dir, "running", pid=os.getpid())
+        rundir.write_status(run_dir, "running", pid=os.getpid())
         result = _train_in_run_dir(config, run_dir, resume_from=decision, primary=True)
-        write_status(run_dir, "finished")
+        rundir.write_status(run_dir, "finished")
     return result
 
 
@@ -131,27 +120,27 @@ class ResumePoint:
 
 def decide_resume(run_dir: Path, config: Config, resume: bool | None) -> ResumePoint | str | None:
     """``"finished"``, where to resume from, or ``None`` for a fresh start (old partial files cleared)."""
-    saved_config = run_dir / "config.json"
-    if saved_config.exists():
-        differences = config_differences(Config.load(saved_config), config)
+    saved = rundir.saved_config(run_dir)
+    if saved is not None:
+        differences = config_differences(saved, config)
         if differences:
-            raise RunDirectoryError(
+            raise rundir.RunDirectoryError(
                 f"{run_dir} holds a run with a different config ({'; '.join(differences[:5])}); "
                 "choose another --run-dir"
             )
-    if read_status(run_dir).get("state") == "finished" and (run_dir / "summary.json").exists():
+    if rundir.is_finished(run_dir):
         if resume:
-            raise RunDirectoryError(f"{run_dir} is a finished run: nothing to resume")
+            raise rundir.RunDirectoryError(f"{run_dir} is a finished run: nothing to resume")
         return "finished"
-    checkpoint = resume_checkpoint_path(run_dir)
+    checkpoint = rundir.resume_checkpoint_path(run_dir)
     if checkpoint is not None:
         epoch, seconds = check_resume_state(checkpoint)
-        truncate_metrics(run_dir / "metrics.jsonl", epoch)
+        rundir.truncate_metrics(run_dir, epoch)
         logger.info("resuming %s after epoch %d (%.0f s of training so far)", run_dir, epoch, seconds)
         return ResumePoint(checkpoint, seconds)
     if resume:
-        raise RunDirectoryError(f"{run_dir} has no saved training state to resume from")
-    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        raise rundir.RunDirectoryError(f"{run_dir} has no saved training state to resume from")
+    rundir.clear_metrics(run_dir)
     return None
 
 
@@ -180,37 +169,67 @@ def _train_in_run_dir(
     started = time.perf_counter() - (resume_from.seconds if resume_from else 0.0)
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     if primary:
-        config.save(run_dir / "config.json")
+        rundir.save_config(run_dir, config)
+    data = _prepare_data(config, run_dir, primary=primary)
+    model = CrysFuseModel(config, dim_text=data.prepared.text.dim_text)
+    train_targets = np.array(item_targets(data.items["train"]))
+    model.set_target_scaling(float(train_targets.mean()), float(train_targets.std()))
+    if primary:
+        rundir.write_meta(run_dir, dim_text=data.prepared.text.dim_text, encoder_id=data.prepared.text.encoder_id)
 
-    loaded = load_records(config.data.path, config.data.target, limit=config.data.limit,
-                          ids=split_ids(config))
-    uses_text = model_uses_text(config)
-    prepared = prepare(loaded.records, config, uses_text=uses_text)
+    best = BestWeights(run_dir)
+    trainer = _trainer(config, run_dir, _callbacks(config, run_dir, best, started))
+    loaders = {
+        name: make_loader(items, batch_size=config.train.batch_size, shuffle=name == "train",
+                          num_workers=config.train.num_workers, seed=config.train.seed)
+        for name, items in (("train", training_items(config, data.split.train, data.items["train"], data.prepared)),
+                            ("val", data.items["val"]))
+    }
+    trainer.fit(CrysFuseLightning(model, config), loaders["train"], loaders["val"],
+                ckpt_path=resume_from.checkpoint if resume_from else None, weights_only=True)
+    train_seconds = time.perf_counter() - started
+    if not trainer.is_global_zero:
+        return RunResult(run_dir=run_dir, summary={})
+
+    metrics = _evaluate_best(run_dir, data, batch_size=config.train.batch_size)
+    summary = _summary(config, model, data, metrics, train_seconds=train_seconds, epochs=trainer.current_epoch,
+                       best_epoch=best.best_epoch)
+    rundir.write_summary(run_dir, summary)
+    logger.info("run %s: val MAE %.4f, test MAE %.4f (best epoch %d)",
+                run_dir, summary["val_mae"], summary["test_mae"], best.best_epoch)
+    return RunResult(run_dir=run_dir, summary=summary)
+
+
+def _prepare_data(config: Config, run_dir: Path, *, primary: bool) -> RunData:
+    """Records → items of the run's split; the primary process writes the rejections and the split."""
+    loaded = load_config_records(config, ids=split_ids(config))
+    prepared = prepare(loaded.records, config, uses_text=model_uses_text(config))
     rejections = loaded.rejections + prepared.rejections
     split = make_split(config, list(prepared.items))
     if primary:
-        write_rejections(run_dir / "rejections.csv", rejections)
-        logger.info("%s; manifest: %s", summarize_rejections(rejections), run_dir / "rejections.csv")
-        write_json_atomic(run_dir / "splits.json", split.to_dict())
-    items = {name: item_list(prepared.items, getattr(split, name)) for name in ("train", "val", "test")}
+        manifest = rundir.rejections_path(run_dir)
+        rundir.write_rejections(manifest, rejections)
+        logger.info("%s; manifest: %s", rundir.summarize_rejections(rejections), manifest)
+        rundir.write_splits(run_dir, split.to_dict())
+    items = {name: item_list(prepared.items, getattr(split, name)) for name in SPLIT_NAMES}
     logger.info("split: %d train, %d val, %d test", *(len(v) for v in items.values()))
+    return RunData(prepared=prepared, split=split, items=items, rejections=rejections)
 
-    model = CrysFuseModel(config, dim_text=prepared.text.dim_text)
-    train_targets = np.array(item_targets(items["train"]))
-    model.set_target_scaling(float(train_targets.mean()), float(train_targets.std()))
-    if primary:
-        write_meta(run_dir, dim_text=prepared.text.dim_text, encoder_id=prepared.text.encoder_id)
 
-    best = BestWeights(run_dir)
-    callbacks: list[L.Callback] = [MetricsJsonl(run_dir / "metrics.jsonl"), best, RngState(),
+def _callbacks(config: Config, run_dir: Path, best: BestWeights, started: float) -> list[L.Callback]:
+    callbacks: list[L.Callback] = [MetricsJsonl(rundir.metrics_path(run_dir)), best, RngState(),
                                    ResumeCheckpoint(run_dir, clock_start=started)]
     if config.train.patience is not None:
         callbacks.append(EarlyStopping(monitor="val_mae", mode="min", patience=config.train.patience))
     if config.monitor.enabled:
         # gate/<key>_* tags in the run's TensorBoard events; gate_statistics.json + gate_plots.png at fit end.
         # First in the list, so each epoch is closed before a resume checkpoint saves the monitor's state.
-        callbacks.insert(0, GateMonitor(run_dir / "tensorboard", config=config.monitor, out_dir=run_dir))
-    trainer = L.Trainer(
+        callbacks.insert(0, GateMonitor(run_dir / TENSORBOARD_DIR, config=config.monitor, out_dir=run_dir))
+    return callbacks
+
+
+def _trainer(config: Config, run_dir: Path, callbacks: list[L.Callback]) -> L.Trainer:
+    return L.Trainer(
         max_epochs=config.train.epochs,
         accelerator=config.train.accelerator,
         devices=config.train.devices,
@@ -220,34 +239,32 @@ def _train_in_run_dir(
         gradient_clip_val=config.train.gradient_clip or None,
         deterministic=config.train.deterministic,
         callbacks=callbacks,
-        logger=TensorBoardLogger(str(run_dir), name="tensorboard", version=""),
+        logger=TensorBoardLogger(str(run_dir), name=TENSORBOARD_DIR, version=""),
         enable_checkpointing=False,
         enable_progress_bar=config.train.progress_bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         log_every_n_steps=10,
     )
-    train_items = training_items(config, split.train, items["train"], prepared)
-    loaders = {
-        name: make_loader(data, batch_size=config.train.batch_size, shuffle=name == "train",
-                          num_workers=config.train.num_workers, seed=config.train.seed)
-        for name, data in (("train", train_items), ("val", items["val"]))
-    }
-    trainer.fit(CrysFuseLightning(model, config), loaders["train"], loaders["val"],
-                ckpt_path=resume_from.checkpoint if resume_from else None, weights_only=True)
-    train_seconds = time.perf_counter() - started
-    if not trainer.is_global_zero:
-        return RunResult(run_dir=run_dir, summary={})
 
-    best_model = load_run(run_dir).model
+
+def _evaluate_best(run_dir: Path, data: RunData, *, batch_size: int) -> dict[str, dict[str, float]]:
+    """The best (validation-selected) weights on val and test; writes ``predictions_<split>.csv``."""
+    best_model = rundir.load_run(run_dir).model
     metrics = {}
     for name in ("val", "test"):
-        ids = getattr(split, name)
-        predictions = predict_items(best_model, ids, items[name], batch_size=config.train.batch_size)
-        write_predictions_csv(run_dir / f"predictions_{name}.csv", predictions)
+        ids = getattr(data.split, name)
+        predictions = predict_items(best_model, ids, data.items[name], batch_size=batch_size)
+        rundir.write_predictions_csv(rundir.predictions_path(run_dir, name), predictions)
         metrics[name] = regression_metrics(predictions.target, predictions.prediction)
+    return metrics
 
-    summary = {
+
+def _summary(config: Config, model: CrysFuseModel, data: RunData, metrics: dict[str, dict[str, float]], *,
+             train_seconds: float, epochs: int, best_epoch: int) -> dict[str, Any]:
+    """The content of ``summary.json``."""
+    text = data.prepared.text
+    return {
         "val_mae": metrics["val"]["mae"],
         "test_mae": metrics["test"]["mae"],
         "val_metrics": metrics["val"],
@@ -255,23 +272,19 @@ def _train_in_run_dir(
         "n_params": model.num_parameters(),
         "n_params_fusion": model.num_fusion_parameters(),
         "train_seconds": round(train_seconds, 2),
-        "epochs": trainer.current_epoch,
-        "best_epoch": best.best_epoch,
+        "epochs": epochs,
+        "best_epoch": best_epoch,
         "fusion": config.fusion.name,
         "target": config.data.target,
         "data": config.data.path,
         "seed": config.train.seed,
-        "n_train": len(split.train),
-        "n_val": len(split.val),
-        "n_test": len(split.test),
-        "n_rejected": len(rejections),
-        "text_missing": prepared.text.num_missing,
-        "text_truncated": prepared.text.num_truncated,
-        "encoder_id": prepared.text.encoder_id,
+        "n_train": len(data.split.train),
+        "n_val": len(data.split.val),
+        "n_test": len(data.split.test),
+        "n_rejected": len(data.rejections),
+        "text_missing": text.num_missing,
+        "text_truncated": text.num_truncated,
+        "encoder_id": text.encoder_id,
         "precision": str(config.train.precision),
-        "weights": WEIGHTS_FILE,
+        "weights": rundir.WEIGHTS_FILE,
     }
-    write_json_atomic(run_dir / "summary.json", summary)
-    logger.info("run %s: val MAE %.4f, test MAE %.4f (best epoch %d)",
-                run_dir, summary["val_mae"], summary["test_mae"], best.best_epoch)
-    return RunResult(run_dir=run_dir, summary=summary)

@@ -8,10 +8,17 @@ import re
 import numpy as np
 import pytest
 
+from crysfuse.analysis.diagnose import (
+    md,
+    recommend,
+    render_markdown,
+    spearman,
+    text_effect,
+    training_stability,
+)
 from crysfuse.cli import main
 from crysfuse.config import MonitorConfig
 from crysfuse.data.corruption import Corruption
-from crysfuse.diagnose import md, recommend, render_markdown, spearman, text_effect, training_stability
 from crysfuse.predict import Predictions
 
 OUTPUTS = ["diagnosis.json", "diagnosis.md", "gate_histogram.png", "gate_vs_error.png", "parity.png"]
@@ -132,7 +139,7 @@ def test_diagnose_writes_report_markdown_and_plots(gated_diagnosis):
 
 
 def test_diagnose_text_deleted_matches_the_robustness_evaluation(gated_diagnosis):
-    from crysfuse.robustness import evaluate, load_evaluation_set
+    from crysfuse.analysis.robustness import evaluate, load_evaluation_set
 
     run_dir, out = gated_diagnosis
     report = json.loads((out / "diagnosis.json").read_text())

@@ -1,4 +1,5 @@
-"""CGCNN atom features (92-d one-hot blocks), as used by ALIGNN (``atom_features="cgcnn"``).
+"""Element data shared by the data layer (graphs check elements) and the model (atom embeddings): the CGCNN
+atom features (92-d one-hot blocks), as used by ALIGNN (``atom_features="cgcnn"``).
 
 The table is read lazily from the file jarvis-tools ships, ``jarvis/core/atom_init.json`` (keys ``"1"`` to
 ``"100"``, one 92-long 0/1 vector each), the same file ``jarvis.core.specie.get_node_attributes`` reads.
@@ -29,7 +30,7 @@ class UnknownElementError(ValueError):
 
 def _element_symbol(z: int) -> str:
     """Element symbol for ``z``, or ``"Z=<z>"`` where pymatgen does not know it."""
-    try:
+    try:  # deferred: pymatgen is heavy to import and only this error message needs it (the model imports us)
         from pymatgen.core.periodic_table import Element
 
         return Element.from_Z(z).symbol

@@ -19,11 +19,10 @@ from safetensors.torch import load_file, save
 from crysfuse import __version__
 from crysfuse.config import Config
 from crysfuse.io import write_bytes_atomic, write_json_atomic
+from crysfuse.models.crysfuse import CrysFuseModel
+from crysfuse.rundir.layout import CONFIG_FILE, META_FILE, WEIGHTS_FILE
 
 SCHEMA_VERSION = 1
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-META_FILE = "meta.json"
 
 
 class CheckpointError(ValueError):
@@ -34,9 +33,25 @@ class CheckpointError(ValueError):
 class LoadedModel:
     """A model ready for inference, with the config and metadata of its run."""
 
-    model: Any  # CrysFuseModel (import kept local to avoid import cycles)
+    model: CrysFuseModel
     config: Config
     meta: dict[str, Any]
+
+
+def save_config(run_dir: Path, config: Config) -> None:
+    """``config.json``: the fully resolved config (the run is reproducible from it alone)."""
+    config.save(Path(run_dir) / CONFIG_FILE)
+
+
+def saved_config(run_dir: Path) -> Config | None:
+    """The config a run directory was started with (``None`` when there is none yet)."""
+    path = Path(run_dir) / CONFIG_FILE
+    return Config.load(path) if path.exists() else None
+
+
+def weights_path(run_dir: Path) -> Path:
+    """``run_dir/model.safetensors``."""
+    return Path(run_dir) / WEIGHTS_FILE
 
 
 def save_weights(path: Path, model: torch.nn.Module) -> None:
@@ -78,8 +93,6 @@ def load_run(run_dir: str | Path, *, device: str | torch.device = "cpu") -> Load
         CheckpointError: Missing or unreadable files, an unknown schema version, or weights that do not fit
             the model described by ``config.json``.
     """
-    from crysfuse.models.crysfuse import CrysFuseModel
-
     run_dir = Path(run_dir)
     for name in (WEIGHTS_FILE, CONFIG_FILE, META_FILE):
         if not (run_dir / name).is_file():

@@ -1,4 +1,5 @@
-"""Robustness to bad text: evaluate a trained run with its texts corrupted (seeded), per strategy × mode × ratio."""
+"""Robustness to bad text: evaluate a trained run with its texts corrupted (seeded), per strategy × mode × ratio,
+and write the table (CSV, JSON) and its plots (``crysfuse robustness``)."""
 
 from __future__ import annotations
 
@@ -9,23 +10,30 @@ from typing import Any
 
 import numpy as np
 
-from crysfuse.checkpoint import LoadedModel, load_run, read_json_file
+from crysfuse.analysis.plots import lines_by_group
 from crysfuse.data.corruption import Corruption, corrupt_text
-from crysfuse.data.dataset import CrystalData
-from crysfuse.data.pipeline import PreparedData, prepare, with_text
-from crysfuse.data.sources import load_records
+from crysfuse.data.dataset import CrystalData, with_text
+from crysfuse.data.pipeline import PreparedData, prepare
+from crysfuse.data.records import StructureRecord
+from crysfuse.data.sources import load_config_records
+from crysfuse.figures import save_figure
+from crysfuse.io import write_csv_atomic, write_json_atomic
 from crysfuse.predict import predict_items, regression_metrics
+from crysfuse.rundir import LoadedModel, load_run, read_splits, splits_path
+from crysfuse.rundir.layout import ROBUSTNESS_CSV_FILE, ROBUSTNESS_JSON_FILE, robustness_plot_file
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class EvaluationSet:
-    """A loaded run with the prepared items of one split (clean texts kept for corrupting)."""
+    """A loaded run with the prepared items of one split (clean texts kept for corrupting) and the records they
+    were made from."""
 
     loaded: LoadedModel
     ids: list[str]
     prepared: PreparedData
+    records: list[StructureRecord]
 
     @property
     def items(self) -> list[CrystalData]:
@@ -39,14 +47,14 @@ def load_evaluation_set(
     (default: the run's own data source)."""
     loaded = load_run(run_dir)
     config = loaded.config
-    splits = read_json_file(Path(run_dir) / "splits.json")
+    splits = read_splits(run_dir)
     if split not in splits:
-        raise ValueError(f"split '{split}' not in {Path(run_dir) / 'splits.json'}: {sorted(splits)}")
+        raise ValueError(f"split '{split}' not in {splits_path(run_dir)}: {sorted(splits)}")
     wanted = set(splits[split][:limit] if limit else splits[split])
-    records = load_records(data or config.data.path, config.data.target, limit=config.data.limit, ids=wanted).records
+    records = load_config_records(config, path=data, ids=wanted).records
     prepared = prepare(records, config, uses_text=loaded.model.uses_text)
     ids = [i for i in splits[split] if i in prepared.items]
-    return EvaluationSet(loaded=loaded, ids=ids, prepared=prepared)
+    return EvaluationSet(loaded=loaded, ids=ids, prepared=prepared, records=records)
 
 
 def evaluate(evaluation: EvaluationSet, corruption: Corruption | None, *, seed: int = 0,
@@ -94,3 +102,22 @@ def robustness_table(
                 rows.append({"strategy": strategy, "mode": mode, "ratio": float(ratio), **result})
                 logger.info("%s: MAE %.4f", corruption.label, result["mae"])
     return rows
+
+
+def write_robustness(out: str | Path, rows: list[dict[str, Any]], *, run: str | Path, split: str,
+                     seed: int) -> Path:
+    """``robustness.csv``, ``robustness.json`` and the plots (MAE and every gate's mean against the ratio, per
+    strategy/mode) in ``out``; returns the CSV's path."""
+    out = Path(out)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    write_csv_atomic(out / ROBUSTNESS_CSV_FILE, columns, ([row.get(c, "") for c in columns] for row in rows))
+    write_json_atomic(out / ROBUSTNESS_JSON_FILE, {"run": str(run), "split": split, "seed": seed, "rows": rows})
+    save_figure(lines_by_group(rows, x="ratio", y="mae", group=["strategy", "mode"],
+                               title="MAE under text corruption", ylabel="MAE"), out / robustness_plot_file("mae"))
+    gate_keys = [c for c in columns if c.endswith("_mean") and c.count("_") >= 1 and c not in ("mae",)]
+    for key in gate_keys:
+        save_figure(lines_by_group(rows, x="ratio", y=key, group=["strategy", "mode"],
+                                   title=f"{key} under text corruption", ylabel=key),
+                    out / robustness_plot_file(key))
+    return out / ROBUSTNESS_CSV_FILE
+

@@ -1,5 +1,6 @@
 """Comparison matrices: a base config × fusion variants × seeds (× named extra settings), each cell a normal
-run directory. Finished cells are skipped, so an interrupted matrix resumes; cells can run in parallel
+run directory trained (and evaluated for robustness) by ``crysfuse`` child processes; the finished cells are then
+compared with :mod:`crysfuse.analysis.comparison`. Finished cells are skipped, so an interrupted matrix resumes; cells can run in parallel
 processes.
 
 Matrix file (YAML)::
@@ -34,12 +35,12 @@ import yaml
 
 from crysfuse.config import Config, ConfigError
 from crysfuse.io import write_json_atomic
-from crysfuse.training.resume import read_status
+from crysfuse.rundir import has_robustness, has_summary, is_finished, robustness_results_dir
 
 logger = logging.getLogger(__name__)
 
 MATRIX_KEYS = {"base", "set", "variants", "seeds", "extra", "robustness", "baseline"}
-ROBUSTNESS_DIR = "robustness"
+MATRIX_JSON = "matrix.json"
 
 
 @dataclass
@@ -98,10 +99,10 @@ def load_matrix(path: str | Path, out: str | Path) -> Matrix:
             label = f"{variant}+{extra_name}" if extra_name else variant
             for seed in seeds:
                 run_dir = Path(out) / "runs" / label / f"seed{seed}"
-                config = base_config.with_overrides(
-                    [f"fusion.name={variant}", f"train.seed={seed}", f"experiment.run_dir='{run_dir}'",
-                     f"experiment.name='{label}'", *[str(o) for o in overrides]]
-                )
+                config = base_config.replace({
+                    "fusion.name": variant, "train.seed": seed, "experiment.run_dir": str(run_dir),
+                    "experiment.name": label,
+                }).with_overrides([str(o) for o in overrides])
                 cells.append(Cell(label=label, seed=seed, config=config))
     plan = RobustnessPlan(**spec["robustness"]) if spec.get("robustness") else None
     baseline = str(spec.get("baseline", "graph_only"))
@@ -110,9 +111,7 @@ def load_matrix(path: str | Path, out: str | Path) -> Matrix:
 
 def cell_finished(cell: Cell, plan: RobustnessPlan | None) -> bool:
     """Trained (status ``finished``) and, when a robustness plan is given, evaluated."""
-    trained = read_status(cell.run_dir).get("state") == "finished" and (cell.run_dir / "summary.json").exists()
-    evaluated = plan is None or (cell.run_dir / ROBUSTNESS_DIR / "robustness.json").exists()
-    return trained and evaluated
+    return is_finished(cell.run_dir) and (plan is None or has_robustness(cell.run_dir))
 
 
 def _cell_commands(cell: Cell, plan: RobustnessPlan | None) -> list[list[str]]:
@@ -125,7 +124,7 @@ def _cell_commands(cell: Cell, plan: RobustnessPlan | None) -> list[list[str]]:
             sys.executable, "-m", "crysfuse", "robustness", "--checkpoint", str(cell.run_dir),
             "--strategies", ",".join(plan.strategies), "--modes", ",".join(plan.modes),
             "--ratios", ",".join(str(r) for r in plan.ratios), "--split", plan.split,
-            "--out", str(cell.run_dir / ROBUSTNESS_DIR),
+            "--out", str(robustness_results_dir(cell.run_dir)),
             *(["--limit", str(plan.limit)] if plan.limit else []),
         ])
     return commands
@@ -165,8 +164,21 @@ def run_matrix(matrix: Matrix, *, jobs: int = 1) -> dict[str, Any]:
 
 def record_matrix(out: Path, matrix: Matrix, outcome: dict[str, Any]) -> None:
     """``matrix.json``: the expanded cells and what happened to them."""
-    write_json_atomic(out / "matrix.json", {
+    write_json_atomic(out / MATRIX_JSON, {
         "baseline": matrix.baseline,
         "cells": [{"label": c.label, "seed": c.seed, "run_dir": str(c.run_dir)} for c in matrix.cells],
         "outcome": outcome,
     })
+
+
+def run_matrix_file(path: str | Path, out: str | Path, *, jobs: int = 1) -> tuple[Matrix, dict[str, Any]]:
+    """Load the matrix file, run its unfinished cells and record ``matrix.json`` in ``out``."""
+    matrix = load_matrix(path, out)
+    outcome = run_matrix(matrix, jobs=jobs)
+    record_matrix(Path(out), matrix, outcome)
+    return matrix, outcome
+
+
+def finished_cells(matrix: Matrix) -> list[Path]:
+    """The run directories of the cells that finished training."""
+    return [c.run_dir for c in matrix.cells if has_summary(c.run_dir)]

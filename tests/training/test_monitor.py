@@ -11,7 +11,8 @@ import torch
 
 from crysfuse.config import MonitorConfig
 from crysfuse.fusion.base import gate_diagnostics
-from crysfuse.monitor import GateMonitor, check_gate, gate_kind, split_diagnostics
+from crysfuse.training.gate_rules import check_gate, gate_kind, split_diagnostics
+from crysfuse.training.monitor import GateMonitor
 
 
 def _gates(**values) -> dict[str, torch.Tensor]:
@@ -98,7 +99,7 @@ def test_thresholds_come_from_the_config():
 
 def test_a_warning_is_logged_once_per_rule_per_epoch_and_kept(caplog):
     monitor = GateMonitor(config=MonitorConfig(check_interval=1))
-    with caplog.at_level(logging.WARNING, logger="crysfuse.monitor"):
+    with caplog.at_level(logging.WARNING, logger="crysfuse.training.monitor"):
         _run(monitor, [_gates(effective=np.linspace(0.1, 0.2, 8))] * 6, epoch_every=3)
     assert [(w.epoch, w.step, w.repeats) for w in monitor.warnings] == [(0, 0, 2), (1, 3, 2)]
     assert len([r for r in caplog.records if "suppression" in r.getMessage()]) == 2
@@ -112,7 +113,7 @@ def test_standalone_monitor_writes_events_statistics_and_plots(tmp_path, caplog)
     monitor = GateMonitor(tmp_path / "tb", out_dir=tmp_path, config=MonitorConfig(log_interval=2, check_interval=1, jump=1.0))
     batches = [{**_healthy(rng), "warmup_factor": torch.tensor(min(1.0, s / 4))} for s in range(8)]
     batches[5] = {**batches[5], **_gates(effective=np.full(16, 0.1) + rng.uniform(0, 0.01, 16))}
-    with caplog.at_level(logging.INFO, logger="crysfuse.monitor"):
+    with caplog.at_level(logging.INFO, logger="crysfuse.training.monitor"):
         _run(monitor, batches, epoch_every=4)
         statistics = monitor.finish()
     saved = json.loads((tmp_path / "gate_statistics.json").read_text())

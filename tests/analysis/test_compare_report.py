@@ -143,7 +143,7 @@ def test_report_refuses_a_directory_without_results(tmp_path):
 
 
 def test_matrix_robustness_limit_reaches_the_command(tmp_path):
-    from crysfuse.compare import _cell_commands, load_matrix
+    from crysfuse.analysis.matrix import _cell_commands, load_matrix
 
     path = tmp_path / "m.yaml"
     path.write_text(json.dumps({"variants": ["simplified"], "seeds": [0],
@@ -169,7 +169,7 @@ def test_results_tables_script_reads_a_study(matrix_out, tmp_path, capsys):
     run = matrix_out / "result" / "runs" / "simplified" / "seed0"
     diagnosis_dir = study / "diagnosis" / "simplified" / "seed0"
     assert main(["diagnose", "--checkpoint", str(run), "--out", str(diagnosis_dir)]) == 0
-    spec = importlib.util.spec_from_file_location("results_tables", Path(__file__).parents[1] / "scripts" /
+    spec = importlib.util.spec_from_file_location("results_tables", Path(__file__).parents[2] / "scripts" /
                                                   "results_tables.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

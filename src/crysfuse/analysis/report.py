@@ -14,8 +14,19 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from crysfuse import rundir
+from crysfuse.analysis.comparison import COMPARISON_JSON, COMPARISON_MAE_PNG, COMPARISON_ROBUSTNESS_PNG
+from crysfuse.analysis.markup import escape_html as esc
+from crysfuse.analysis.plots import learning_curves
+from crysfuse.figures import plt
 from crysfuse.io import write_text_atomic
-from crysfuse.markup import escape_html as esc
+from crysfuse.rundir.layout import (
+    CONFIG_FILE,
+    DIAGNOSIS_JSON_FILE,
+    GATE_PLOTS_FILE,
+    ROBUSTNESS_JSON_FILE,
+    ROBUSTNESS_PLOT_PREFIX,
+)
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
@@ -62,26 +73,12 @@ def table(rows: Sequence[dict[str, Any]], columns: Iterable[str] | None = None) 
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def learning_curves_png(metrics_path: Path) -> bytes | None:
+def learning_curves_png(run_dir: Path) -> bytes | None:
     """Train/val loss and MAE per epoch from ``metrics.jsonl``."""
-    if not metrics_path.is_file():
-        return None
-    rows = [json.loads(line) for line in metrics_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = rundir.read_metrics(run_dir)
     if not rows:
         return None
-    from crysfuse.plots import plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    epochs = [r["epoch"] for r in rows]
-    for axis, metric in zip(axes, ("loss", "mae")):
-        for split in ("train", "val"):
-            values = [r.get(f"{split}_{metric}") for r in rows]
-            if any(v is not None for v in values):
-                axis.plot(epochs, values, marker="o", label=f"{split} {metric}")
-        axis.set_xlabel("epoch")
-        axis.set_title(metric.upper())
-        axis.grid(alpha=0.3)
-        axis.legend()
+    figure = learning_curves(rows)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(figure)
@@ -92,25 +89,26 @@ def run_sections(run_dir: Path, heading_level: int = 2) -> list[str]:
     """HTML sections for one run directory."""
     h = f"h{heading_level}"
     parts = []
-    summary = _read_json(run_dir / "summary.json") or {}
+    summary = rundir.read_summary(run_dir) if rundir.has_summary(run_dir) else {}
     if summary:
         keys = ["fusion", "target", "seed", "val_mae", "test_mae", "n_params", "n_params_fusion", "epochs",
                 "best_epoch", "train_seconds", "n_train", "n_val", "n_test", "n_rejected"]
         parts.append(f"<{h}>Summary</{h}>" + table([{k: summary.get(k) for k in keys if k in summary}]))
-    curves = learning_curves_png(run_dir / "metrics.jsonl")
+    curves = learning_curves_png(run_dir)
     if curves:
         parts.append(f"<{h}>Learning curves</{h}>" + _image(curves, "learning curves"))
-    statistics = _read_json(run_dir / "gate_statistics.json")
-    if statistics or (run_dir / "gate_plots.png").is_file():
+    statistics = rundir.read_gate_statistics(run_dir)
+    if statistics or (run_dir / GATE_PLOTS_FILE).is_file():
         parts.append(f"<{h}>Gates during training</{h}>" + _gate_statistics(statistics or {})
-                     + _image_file(run_dir / "gate_plots.png", "gate trajectories"))
-    for diagnosis_json in sorted(run_dir.glob("**/diagnosis.json")):
+                     + _image_file(run_dir / GATE_PLOTS_FILE, "gate trajectories"))
+    for diagnosis_json in sorted(run_dir.glob(f"**/{DIAGNOSIS_JSON_FILE}")):
         parts.append(f"<{h}>Diagnosis</{h}>" + _diagnosis(diagnosis_json))
-    for robustness_json in sorted(run_dir.glob("**/robustness.json")):
+    for robustness_json in sorted(run_dir.glob(f"**/{ROBUSTNESS_JSON_FILE}")):
         data = _read_json(robustness_json)
-        images = "".join(_image_file(p, p.stem) for p in sorted(robustness_json.parent.glob("robustness*.png")))
+        images = "".join(_image_file(p, p.stem)
+                         for p in sorted(robustness_json.parent.glob(f"{ROBUSTNESS_PLOT_PREFIX}*.png")))
         parts.append(f"<{h}>Robustness ({esc(data.get('split', ''))} split)</{h}>" + table(data["rows"]) + images)
-    config = _read_json(run_dir / "config.json")
+    config = _read_json(run_dir / CONFIG_FILE)
     if config:
         parts.append(f"<{h}>Config</{h}><pre>{esc(json.dumps(config, indent=2))}</pre>")
     return parts
@@ -147,14 +145,14 @@ def _code(escaped: str) -> str:
 
 def comparison_sections(directory: Path) -> list[str]:
     """HTML sections for a comparison directory (``comparison.json`` + plots + its runs)."""
-    data = _read_json(directory / "comparison.json")
+    data = _read_json(directory / COMPARISON_JSON)
     columns = ["rank", "label", "seeds", "val_mae_mean", "val_mae_std", "test_mae_mean", "test_mae_std"]
     extra = [c for c in dict.fromkeys(k for r in data["rows"] for k in r) if c not in columns]
     parts = [
         f"<h2>Comparison (baseline: {esc(data['baseline'])})</h2>" + table(data["rows"], columns + extra),
         '<p class="note">Ranked by validation MAE; the test split is only reported.</p>',
-        _image_file(directory / "comparison_mae.png", "MAE per variant"),
-        _image_file(directory / "comparison_robustness.png", "robustness curves"),
+        _image_file(directory / COMPARISON_MAE_PNG, "MAE per variant"),
+        _image_file(directory / COMPARISON_ROBUSTNESS_PNG, "robustness curves"),
     ]
     for run in data.get("runs", []):
         run_dir = Path(run)
@@ -166,9 +164,9 @@ def comparison_sections(directory: Path) -> list[str]:
 def write_report(directory: str | Path, out: str | Path) -> Path:
     """Write the HTML page for a run or comparison directory; raises ``ValueError`` for anything else."""
     directory = Path(directory)
-    if (directory / "comparison.json").is_file():
+    if (directory / COMPARISON_JSON).is_file():
         title, parts = f"crysfuse comparison: {directory.name}", comparison_sections(directory)
-    elif (directory / "summary.json").is_file() or (directory / "config.json").is_file():
+    elif rundir.has_summary(directory) or (directory / CONFIG_FILE).is_file():
         title, parts = f"crysfuse run: {directory.name}", run_sections(directory)
     else:
         raise ValueError(f"{directory} is neither a run directory nor a comparison directory")

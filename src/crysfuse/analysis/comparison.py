@@ -1,20 +1,37 @@
-"""Summaries over run directories: mean ± std over seeds, paired tests against a baseline, ranked by
-validation MAE (the test split is reported, never used to choose)."""
+"""A comparison of finished run directories: mean ± std over seeds, paired tests against a baseline, ranked by
+validation MAE (the test split is reported, never used to choose), written as tables and figures into a
+comparison directory. The runs themselves come from anywhere; :mod:`crysfuse.analysis.matrix` trains them."""
 
 from __future__ import annotations
 
-import csv
-import json
+import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.stats import ttest_rel
 
-from crysfuse.io import write_csv_atomic, write_text_atomic
+from crysfuse import rundir
+from crysfuse.analysis.markup import escape_markdown
+from crysfuse.analysis.plots import plot_mae_bars, plot_robustness_gates, plot_robustness_overlay
+from crysfuse.figures import save_figure
+from crysfuse.io import write_csv_atomic, write_json_atomic, write_text_atomic
+
+logger = logging.getLogger(__name__)
 
 BOOTSTRAP_SAMPLES = 2000
+
+# The files of a comparison directory (``crysfuse compare --out``).
+COMPARISON_JSON = "comparison.json"
+COMPARISON_CSV = "comparison.csv"
+COMPARISON_MD = "comparison.md"
+COMPARISON_MAE_PNG = "comparison_mae.png"
+COMPARISON_ROBUSTNESS_CSV = "comparison_robustness.csv"
+COMPARISON_ROBUSTNESS_PNG = "comparison_robustness.png"
+COMPARISON_GATES_PNG = "comparison_gates.png"
 
 
 @dataclass
@@ -46,17 +63,12 @@ def run_label(config: dict[str, Any]) -> str:
 def read_run(run_dir: str | Path) -> RunInfo:
     """Load the summary, per-sample test errors and robustness results of a finished run."""
     run_dir = Path(run_dir)
-    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    errors = {}
-    with open(run_dir / "predictions_test.csv", newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            errors[row["id"]] = abs(float(row["prediction"]) - float(row["target"]))
-    info = RunInfo(run_dir=run_dir, label=run_label(config), seed=int(summary["seed"]), summary=summary,
-                   test_errors=errors)
-    robustness_file = run_dir / "robustness" / "robustness.json"
-    if robustness_file.exists():
-        info.robustness = json.loads(robustness_file.read_text(encoding="utf-8"))["rows"]
+    summary = rundir.read_summary(run_dir)
+    info = RunInfo(run_dir=run_dir, label=run_label(rundir.read_config_dict(run_dir)), seed=int(summary["seed"]),
+                   summary=summary, test_errors=rundir.read_test_errors(run_dir))
+    robustness = rundir.read_robustness_rows(run_dir)
+    if robustness is not None:
+        info.robustness = robustness
         deleted = [r["mae"] for r in info.robustness if r["mode"] == "delete" and float(r["ratio"]) == 1.0]
         info.deleted_mae = float(np.mean(deleted)) if deleted else None
         clean = [r["mae"] for r in info.robustness if float(r["ratio"]) == 0.0]
@@ -86,8 +98,6 @@ def paired_test(runs: list[RunInfo], baseline: list[RunInfo], *, seed: int = 0) 
     differences = [a.summary["test_mae"] - b.summary["test_mae"] for a, b in pairs]
     result["delta_test_mae"] = float(np.mean(differences))
     if len(pairs) >= 2:
-        from scipy.stats import ttest_rel
-
         statistic = ttest_rel([a.summary["test_mae"] for a, _ in pairs], [b.summary["test_mae"] for _, b in pairs])
         result["p_seeds"] = float(statistic.pvalue) if math.isfinite(statistic.pvalue) else None
     ids = sorted(set.intersection(*(set(a.test_errors) & set(b.test_errors) for a, b in pairs)))
@@ -175,8 +185,6 @@ def _deleted_text_cell(row: dict[str, Any]) -> str:
 
 def comparison_markdown(rows: list[dict[str, Any]], baseline: str) -> str:
     """The ranked table as Markdown (labels escaped)."""
-    from crysfuse.markup import escape_markdown
-
     header = ("| rank | variant | seeds | val MAE | test MAE | Δ test vs " + escape_markdown(baseline)
               + " | p (seeds) | bootstrap 95 % CI | p (bootstrap) | extra params | train s | epochs to best "
               "| MAE, text deleted |")
@@ -207,26 +215,39 @@ def write_comparison(out: Path, runs: list[RunInfo], baseline: str) -> list[dict
     """``comparison.csv``, ``comparison.md``, ``comparison.json``, ``comparison_mae.png`` in ``out``; with
     robustness results also ``comparison_robustness.csv`` (curves over seeds, see :func:`robustness_summary`),
     ``comparison_robustness.png`` and ``comparison_gates.png`` (gate means against corruption)."""
-    from crysfuse.comparison_plots import plot_mae_bars, plot_robustness_gates, plot_robustness_overlay
-    from crysfuse.io import write_json_atomic
-    from crysfuse.plots import save_figure
-
     rows = summarize(runs, baseline)
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    write_csv_atomic(out / "comparison.csv", columns, ([_csv_cell(row.get(c)) for c in columns] for row in rows))
-    write_text_atomic(out / "comparison.md", "# Comparison\n\n" + comparison_markdown(rows, baseline))
-    write_json_atomic(out / "comparison.json", {"baseline": baseline, "rows": rows,
-                                                "runs": [str(r.run_dir) for r in runs]})
-    save_figure(plot_mae_bars(rows), out / "comparison_mae.png")
+    _write_table(out / COMPARISON_CSV, rows)
+    write_text_atomic(out / COMPARISON_MD, "# Comparison\n\n" + comparison_markdown(rows, baseline))
+    write_json_atomic(out / COMPARISON_JSON, {"baseline": baseline, "rows": rows,
+                                              "runs": [str(r.run_dir) for r in runs]})
+    save_figure(plot_mae_bars(rows), out / COMPARISON_MAE_PNG)
     if any(r.robustness for r in runs):
         curves = robustness_summary(runs)
-        columns = list(dict.fromkeys(k for row in curves for k in row))
-        write_csv_atomic(out / "comparison_robustness.csv", columns,
-                         ([_csv_cell(row.get(c)) for c in columns] for row in curves))
-        save_figure(plot_robustness_overlay(curves), out / "comparison_robustness.png")
+        _write_table(out / COMPARISON_ROBUSTNESS_CSV, curves)
+        save_figure(plot_robustness_overlay(curves), out / COMPARISON_ROBUSTNESS_PNG)
         if any(k.startswith("gate_") for row in curves for k in row):
-            save_figure(plot_robustness_gates(curves), out / "comparison_gates.png")
+            save_figure(plot_robustness_gates(curves), out / COMPARISON_GATES_PNG)
     return rows
+
+
+def compare_runs(run_dirs: Iterable[str | Path], out: str | Path, baseline: str = "graph_only") -> list[dict[str, Any]]:
+    """Read finished run directories and write their comparison into ``out`` (see :func:`write_comparison`)."""
+    return write_comparison(Path(out), [read_run(r) for r in run_dirs], baseline)
+
+
+def finished_runs(run_dirs: Iterable[str | Path]) -> list[Path]:
+    """The run directories that hold a finished run; the others are named in a warning and left out."""
+    run_dirs = [Path(r) for r in run_dirs]
+    unfinished = [r for r in run_dirs if not rundir.has_summary(r)]
+    if unfinished:
+        logger.warning("skipping %d run directories without summary.json (not finished, or not runs): %s",
+                       len(unfinished), ", ".join(map(str, unfinished)))
+    return [r for r in run_dirs if r not in unfinished]
+
+
+def _write_table(path: Path, rows: list[dict[str, Any]]) -> None:
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    write_csv_atomic(path, columns, ([_csv_cell(row.get(c)) for c in columns] for row in rows))
 
 
 def _csv_cell(value: Any) -> Any:

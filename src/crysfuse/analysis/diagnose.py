@@ -1,7 +1,7 @@
 """``crysfuse diagnose``: why a trained fusion model does (or does not) use its text, and what to try next.
 
 On N samples of a split the run is evaluated with clean text and with all text deleted; every per-sample gate
-the model reports (read generically, as in :mod:`crysfuse.monitor`) is summarised, correlated with the
+the model reports (read generically, as in :mod:`crysfuse.training.monitor`) is summarised, correlated with the
 absolute error (Spearman) and grouped by element and crystal system; training stability is read from
 ``metrics.jsonl`` and the monitor's ``gate_statistics.json``. A recommendation follows the seed's decision
 flow, each with the numbers that triggered it. See ``docs/monitor.md``.
@@ -9,7 +9,6 @@ flow, each with the numbers that triggered it. See ``docs/monitor.md``.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import warnings
@@ -18,16 +17,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+from scipy.stats import spearmanr
 
+from crysfuse.analysis import plots
+from crysfuse.analysis.markup import escape_markdown as md
+from crysfuse.analysis.robustness import EvaluationSet, load_evaluation_set
 from crysfuse.config import MonitorConfig
 from crysfuse.data.corruption import Corruption, corrupt_text
-from crysfuse.data.pipeline import with_text
-from crysfuse.data.sources import load_records
+from crysfuse.data.dataset import with_text
+from crysfuse.figures import save_figure
 from crysfuse.io import write_json_atomic, write_text_atomic
-from crysfuse.markup import escape_markdown as md
-from crysfuse.monitor import STATISTICS_FILE, check_gate, gate_kind, summarize
 from crysfuse.predict import Predictions, predict_items, regression_metrics
-from crysfuse.robustness import EvaluationSet, load_evaluation_set
+from crysfuse.rundir import read_gate_statistics, read_metrics
+from crysfuse.rundir.layout import DIAGNOSIS_JSON_FILE, DIAGNOSIS_MD_FILE, DIAGNOSIS_PLOT_FILES
+from crysfuse.training.gate_rules import check_gate, gate_kind, summarize
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +43,7 @@ LOSS_SPIKE = 1.5
 VAL_SPIKE = 1.5
 """Unstable: an epoch's validation MAE above this multiple of the best one before it."""
 BOOTSTRAP_SAMPLES = 2000
-PLOT_FILES = ("gate_histogram.png", "gate_vs_error.png", "parity.png")
+PLOT_FILES = DIAGNOSIS_PLOT_FILES
 
 
 @dataclass
@@ -67,22 +71,16 @@ def spearman(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     x, y = x[mask], y[mask]
     if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return {"rho": math.nan, "p": math.nan, "n": int(x.size)}
-    from scipy.stats import spearmanr
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = spearmanr(x, y)
     return {"rho": float(result.statistic), "p": float(result.pvalue), "n": int(x.size)}
 
 
-def crystal_info(evaluation: EvaluationSet, data: str | None) -> dict[str, tuple[str, list[str]]]:
+def crystal_info(evaluation: EvaluationSet) -> dict[str, tuple[str, list[str]]]:
     """Crystal system (SpacegroupAnalyzer, symprec 0.1; ``unknown`` on failure) and elements per record id."""
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
-    config, wanted = evaluation.loaded.config, set(evaluation.ids)
-    records = load_records(data or config.data.path, config.data.target, limit=config.data.limit, ids=wanted).records
     info: dict[str, tuple[str, list[str]]] = {}
-    for record in records:
+    for record in evaluation.records:
         try:
             system = SpacegroupAnalyzer(record.structure, symprec=0.1).get_crystal_system()
         except Exception:  # noqa: BLE001 - spglib fails on some odd cells; that crystal is just "unknown"
@@ -124,13 +122,7 @@ def text_effect(clean: Predictions, deleted: Predictions, *, seed: int = 0) -> d
 
 def training_stability(run_dir: Path) -> dict[str, Any]:
     """Loss and validation spikes from ``metrics.jsonl`` and the monitor's warnings by rule."""
-    rows = []
-    path = run_dir / "metrics.jsonl"
-    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
+    rows = read_metrics(run_dir)
     losses = [float(r.get("train_loss", math.nan)) for r in rows]
     val = [float(r.get("val_mae", math.nan)) for r in rows]
     loss_spikes = [{"epoch": rows[i].get("epoch", i), "ratio": losses[i] / losses[i - 1]}
@@ -138,9 +130,8 @@ def training_stability(run_dir: Path) -> dict[str, Any]:
     val_spikes = [{"epoch": rows[i].get("epoch", i), "ratio": val[i] / min(val[:i])}
                   for i in range(1, len(rows)) if min(val[:i]) > 0 and val[i] > VAL_SPIKE * min(val[:i])]
     non_finite = [rows[i].get("epoch", i) for i, v in enumerate(losses) if not math.isfinite(v)]
-    statistics = run_dir / STATISTICS_FILE
-    by_rule = json.loads(statistics.read_text(encoding="utf-8")).get("warnings_by_rule", {}) \
-        if statistics.is_file() else None
+    statistics = read_gate_statistics(run_dir)
+    by_rule = statistics.get("warnings_by_rule", {}) if statistics is not None else None
     reasons = []
     if non_finite:
         reasons.append(f"non-finite train loss in epoch(s) {non_finite}")
@@ -205,7 +196,7 @@ def diagnose(run_dir: str | Path, *, split: str = "test", data: str | None = Non
     deleted = predict_items(model, evaluation.ids, deleted_text_items(evaluation, seed=seed),
                             batch_size=batch_size)
     abs_error = np.abs(clean.prediction - clean.target)
-    info = crystal_info(evaluation, data)
+    info = crystal_info(evaluation)
     uses_text = bool(model.uses_text)
     report: dict[str, Any] = {
         "run": str(run_dir), "split": split, "n_samples": len(evaluation.ids), "uses_text": uses_text,
@@ -288,58 +279,15 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def _gate_axes(keys: list[str], title: str) -> tuple[Any, list[Any]]:
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, max(len(keys), 1), figsize=(4 * max(len(keys), 1), 3.4), squeeze=False)
-    if not keys:
-        axes[0, 0].text(0.5, 0.5, "no per-sample gate diagnostics reported", ha="center", va="center")
-        axes[0, 0].set_axis_off()
-    figure.suptitle(title, fontsize=10)
-    return figure, list(axes[0])
-
-
 def write_diagnosis(diagnosis: Diagnosis, out_dir: str | Path) -> list[Path]:
     """Write ``diagnosis.json``, ``diagnosis.md`` and the plots to ``out_dir``; returns the paths."""
-    from crysfuse.plots import save_figure
-
     out_dir, report = Path(out_dir), diagnosis.report
     clean, deleted = diagnosis.clean, diagnosis.deleted
-    write_json_atomic(out_dir / "diagnosis.json", strict_json(report))
-    write_text_atomic(out_dir / "diagnosis.md", render_markdown(report))
-    keys = sorted(clean.gates)
-    figure, axes = _gate_axes(keys, "gate distributions: clean vs all text deleted")
-    for axis, key in zip(axes, keys):
-        pairs = [(v[np.isfinite(v)], label) for v, label in ((clean.gates[key], "clean"),
-                                                             (deleted.gates.get(key, np.zeros(0)), "text deleted"))]
-        both = np.concatenate([v for v, _ in pairs])
-        low, high = (both.min(), both.max()) if both.size else (0.0, 1.0)
-        bins = np.linspace(low - 0.01, high + 0.01, 26) if high - low < 0.02 else np.linspace(low, high, 26)
-        for values, label in pairs:
-            axis.hist(values, bins=bins, alpha=0.55, label=label)
-        axis.set_xlabel(key)
-        axis.legend(fontsize=7)
-    save_figure(figure, out_dir / PLOT_FILES[0])
-    abs_error = np.abs(clean.prediction - clean.target)
-    figure, axes = _gate_axes(keys, "gate vs absolute error (clean text)")
-    for axis, key in zip(axes, keys):
-        axis.scatter(clean.gates[key], abs_error, s=10, alpha=0.6)
-        axis.set_title(f"Spearman ρ = {report['gates'][key]['spearman_abs_error']['rho']:.3f}", fontsize=9)
-        axis.set_xlabel(key)
-        axis.set_ylabel("|error|")
-    save_figure(figure, out_dir / PLOT_FILES[1])
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(4.5, 4.5))
-    for predictions, label in ((clean, "clean"), (deleted, "text deleted")):
-        mae = report["metrics"]["clean" if predictions is clean else "text_deleted"]["mae"]
-        axis.scatter(predictions.target, predictions.prediction, s=10, alpha=0.6, label=f"{label} (MAE {mae:.3f})")
-    finite = np.concatenate([clean.target, clean.prediction, deleted.prediction])
-    finite = finite[np.isfinite(finite)]
-    if finite.size:
-        axis.plot([finite.min(), finite.max()], [finite.min(), finite.max()], color="grey", linewidth=1)
-    axis.set_xlabel("target")
-    axis.set_ylabel("prediction")
-    axis.legend(fontsize=8)
-    save_figure(figure, out_dir / PLOT_FILES[2])
-    return [out_dir / "diagnosis.json", out_dir / "diagnosis.md", *(out_dir / name for name in PLOT_FILES)]
+    write_json_atomic(out_dir / DIAGNOSIS_JSON_FILE, strict_json(report))
+    write_text_atomic(out_dir / DIAGNOSIS_MD_FILE, render_markdown(report))
+    rho = {key: gate["spearman_abs_error"]["rho"] for key, gate in report["gates"].items()}
+    mae = {key: metrics["mae"] for key, metrics in report["metrics"].items()}
+    figures = (plots.gate_histograms(clean, deleted), plots.gate_vs_error(clean, rho), plots.parity(clean, deleted, mae))
+    for figure, name in zip(figures, PLOT_FILES):
+        save_figure(figure, out_dir / name)
+    return [out_dir / DIAGNOSIS_JSON_FILE, out_dir / DIAGNOSIS_MD_FILE, *(out_dir / name for name in PLOT_FILES)]

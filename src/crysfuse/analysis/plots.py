@@ -1,0 +1,180 @@
+"""The figures of the analyses: robustness curves, comparison bars and overlays, diagnosis histograms,
+scatter and parity plots, and learning curves. Each function returns a Matplotlib figure; the caller writes it
+(:func:`crysfuse.figures.save_figure`)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from crysfuse.figures import plt
+from crysfuse.predict import Predictions
+
+# ------------------------------------------------------------------------------------------------- generic
+
+
+def lines_by_group(
+    rows: Sequence[dict[str, Any]], *, x: str, y: str, group: Sequence[str], title: str, ylabel: str
+) -> Any:
+    """One line per distinct value of ``group`` columns, ``y`` against ``x``."""
+    figure, axis = plt.subplots(figsize=(6, 4))
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault("/".join(str(row[g]) for g in group), []).append(row)
+    for label, members in groups.items():
+        members = sorted(members, key=lambda r: r[x])
+        axis.plot([r[x] for r in members], [r[y] for r in members], marker="o", label=label)
+    axis.set_xlabel(x)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    if groups:
+        axis.legend(fontsize=8)
+    return figure
+
+
+def learning_curves(rows: Sequence[dict[str, Any]]) -> Any:
+    """Train/val loss and MAE per epoch (``rows``: the lines of ``metrics.jsonl``)."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    epochs = [r["epoch"] for r in rows]
+    for axis, metric in zip(axes, ("loss", "mae")):
+        for split in ("train", "val"):
+            values = [r.get(f"{split}_{metric}") for r in rows]
+            if any(v is not None for v in values):
+                axis.plot(epochs, values, marker="o", label=f"{split} {metric}")
+        axis.set_xlabel("epoch")
+        axis.set_title(metric.upper())
+        axis.grid(alpha=0.3)
+        axis.legend()
+    return figure
+
+
+# ---------------------------------------------------------------------------------------------- comparison
+
+
+def plot_mae_bars(rows: list[dict[str, Any]]) -> Any:
+    """Validation and test MAE (mean ± std over seeds) per variant, in rank order."""
+    figure, axis = plt.subplots(figsize=(max(5, 0.9 * len(rows) + 2), 4))
+    positions = np.arange(len(rows))
+    width = 0.38
+    for offset, split, colour in ((-width / 2, "val", "tab:blue"), (width / 2, "test", "tab:orange")):
+        axis.bar(positions + offset, [r[f"{split}_mae_mean"] for r in rows], width,
+                 yerr=[0 if np.isnan(r[f"{split}_mae_std"]) else r[f"{split}_mae_std"] for r in rows],
+                 capsize=3, label=f"{split} MAE", color=colour)
+    axis.set_xticks(positions, [r["label"] for r in rows], rotation=30, ha="right")
+    axis.set_ylabel("MAE (mean ± std over seeds)")
+    axis.set_title("Fusion variants, ranked by validation MAE")
+    axis.grid(axis="y", alpha=0.3)
+    axis.legend()
+    return figure
+
+
+def _panels(count: int, title_height: float = 3.6) -> tuple[Any, list[Any]]:
+    figure, axes = plt.subplots(1, max(count, 1), figsize=(5.2 * max(count, 1), title_height), squeeze=False)
+    return figure, list(axes[0])
+
+
+def plot_robustness_overlay(curves: list[dict[str, Any]]) -> Any:
+    """Test MAE (mean ± std over seeds) against the corruption ratio, one panel per mode, one line per
+    variant (``curves``: rows of :func:`crysfuse.analysis.comparison.robustness_summary`, one strategy expected)."""
+    modes = sorted({row["mode"] for row in curves})
+    figure, axes = _panels(len(modes))
+    for axis, mode in zip(axes, modes):
+        for label in sorted({row["label"] for row in curves}):
+            points = sorted((row["ratio"], row["mae_mean"], row["mae_std"]) for row in curves
+                            if row["label"] == label and row["mode"] == mode)
+            ratios, means, stds = (np.array(v, dtype=float) for v in zip(*points))
+            axis.errorbar(ratios, means, yerr=np.nan_to_num(stds), marker="o", capsize=3, label=label)
+        axis.set_xlabel(f"fraction of words {'deleted' if mode == 'delete' else 'masked'}")
+        axis.set_ylabel("test MAE (mean ± std over seeds)")
+        axis.set_title(f"Robustness: text {mode}")
+        axis.grid(alpha=0.3)
+    axes[-1].legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def plot_robustness_gates(curves: list[dict[str, Any]]) -> Any:
+    """Mean gate values against the corruption ratio: one panel per gate key, one line per variant and mode
+    (solid: delete, dashed: mask)."""
+    keys = sorted({k[len("gate_"):] for row in curves for k in row
+                   if k.startswith("gate_") and not k.endswith("_std")})
+    figure, axes = _panels(len(keys))
+    styles = {"delete": "-", "mask": "--"}
+    for axis, key in zip(axes, keys):
+        for label in sorted({row["label"] for row in curves if f"gate_{key}" in row}):
+            for mode in sorted({row["mode"] for row in curves}):
+                points = sorted((row["ratio"], row[f"gate_{key}"], row[f"gate_{key}_std"]) for row in curves
+                                if row["label"] == label and row["mode"] == mode and f"gate_{key}" in row)
+                if not points:
+                    continue
+                ratios, means, stds = (np.array(v, dtype=float) for v in zip(*points))
+                axis.errorbar(ratios, means, yerr=np.nan_to_num(stds), marker="o", capsize=2,
+                              linestyle=styles.get(mode, ":"), label=f"{label} ({mode})")
+        axis.set_xlabel("corruption ratio")
+        axis.set_ylabel(f"mean {key}")
+        axis.set_title(f"Gate '{key}' under corrupted text")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=6)
+    figure.tight_layout()
+    return figure
+
+
+# ----------------------------------------------------------------------------------------------- diagnosis
+
+
+def _gate_axes(keys: list[str], title: str) -> tuple[Any, list[Any]]:
+    figure, axes = plt.subplots(1, max(len(keys), 1), figsize=(4 * max(len(keys), 1), 3.4), squeeze=False)
+    if not keys:
+        axes[0, 0].text(0.5, 0.5, "no per-sample gate diagnostics reported", ha="center", va="center")
+        axes[0, 0].set_axis_off()
+    figure.suptitle(title, fontsize=10)
+    return figure, list(axes[0])
+
+
+def gate_histograms(clean: Predictions, deleted: Predictions) -> Any:
+    """Per gate: the distribution with clean text against the one with all text deleted."""
+    keys = sorted(clean.gates)
+    figure, axes = _gate_axes(keys, "gate distributions: clean vs all text deleted")
+    for axis, key in zip(axes, keys):
+        pairs = [(v[np.isfinite(v)], label) for v, label in ((clean.gates[key], "clean"),
+                                                             (deleted.gates.get(key, np.zeros(0)), "text deleted"))]
+        both = np.concatenate([v for v, _ in pairs])
+        low, high = (both.min(), both.max()) if both.size else (0.0, 1.0)
+        bins = np.linspace(low - 0.01, high + 0.01, 26) if high - low < 0.02 else np.linspace(low, high, 26)
+        for values, label in pairs:
+            axis.hist(values, bins=bins, alpha=0.55, label=label)
+        axis.set_xlabel(key)
+        axis.legend(fontsize=7)
+    return figure
+
+
+def gate_vs_error(clean: Predictions, rho: dict[str, float]) -> Any:
+    """Per gate: each sample's gate against its absolute error (clean text), titled with Spearman's ρ."""
+    keys = sorted(clean.gates)
+    abs_error = np.abs(clean.prediction - clean.target)
+    figure, axes = _gate_axes(keys, "gate vs absolute error (clean text)")
+    for axis, key in zip(axes, keys):
+        axis.scatter(clean.gates[key], abs_error, s=10, alpha=0.6)
+        axis.set_title(f"Spearman ρ = {rho[key]:.3f}", fontsize=9)
+        axis.set_xlabel(key)
+        axis.set_ylabel("|error|")
+    return figure
+
+
+def parity(clean: Predictions, deleted: Predictions, mae: dict[str, float]) -> Any:
+    """Prediction against target with clean text and with all text deleted (``mae`` by ``clean``/
+    ``text_deleted`` for the legend)."""
+    figure, axis = plt.subplots(figsize=(4.5, 4.5))
+    for predictions, label, key in ((clean, "clean", "clean"), (deleted, "text deleted", "text_deleted")):
+        axis.scatter(predictions.target, predictions.prediction, s=10, alpha=0.6,
+                     label=f"{label} (MAE {mae[key]:.3f})")
+    finite = np.concatenate([clean.target, clean.prediction, deleted.prediction])
+    finite = finite[np.isfinite(finite)]
+    if finite.size:
+        axis.plot([finite.min(), finite.max()], [finite.min(), finite.max()], color="grey", linewidth=1)
+    axis.set_xlabel("target")
+    axis.set_ylabel("prediction")
+    axis.legend(fontsize=8)
+    return figure

@@ -1,0 +1,238 @@
+"""The record types every reader produces, and the helpers the readers share.
+
+A reader (:mod:`~crysfuse.data.jarvis_json`, :mod:`~crysfuse.data.cgcnn`, :mod:`~crysfuse.data.crysmmnet`,
+:mod:`~crysfuse.data.tables`, :mod:`~crysfuse.data.jarvis_online`, :mod:`~crysfuse.data.objects`) turns one
+kind of source into a :class:`LoadResult`: :class:`StructureRecord` objects plus a :class:`Rejection` for every
+row that cannot be used. Readers depend on this module only, never on the dispatcher
+(:mod:`~crysfuse.data.sources`) that picks them.
+
+Empty or whitespace-only descriptions count as missing (``text=None``), so a describer can fill them in.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import logging
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pymatgen.core import Structure
+
+from crysfuse.data.describers import clean_text
+from crysfuse.data.structures import isolated_atom, read_structure_file
+
+logger = logging.getLogger(__name__)
+
+STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar", ".POSCAR", "")
+
+
+class DataSourceError(ValueError):
+    """The source as a whole cannot be read (missing path, wrong schema, truncated file)."""
+
+
+@dataclass
+class StructureRecord:
+    """One crystal: id, structure, target value (``nan`` when unknown, e.g. for prediction) and text."""
+
+    id: str
+    structure: Structure
+    target: float = math.nan
+    text: str | None = None
+
+
+@dataclass
+class Rejection:
+    """A row that could not be used, with the stage that rejected it and why."""
+
+    id: str
+    stage: str
+    reason: str
+
+
+@dataclass
+class LoadResult:
+    """Records that loaded, and the rows that did not."""
+
+    records: list[StructureRecord] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+    def reject(self, record_id: str, stage: str, reason: str) -> None:
+        self.rejections.append(Rejection(str(record_id), stage, reason))
+
+
+def text_or_none(text: Any, clean: bool = False) -> str | None:
+    """A usable description, or ``None`` for missing / non-string / empty / whitespace-only text."""
+    if not isinstance(text, str):
+        return None
+    if clean:
+        text = clean_text(text)
+    return text if text.strip() else None
+
+
+def target_value(
+    row: dict[str, Any], target: str | None, record_id: str, result: LoadResult, require_target: bool
+) -> float | None:
+    """Return the finite float target (``nan`` if not required), or ``None`` after recording a rejection."""
+    if target is None:
+        return math.nan
+    raw = row.get(target)
+    if isinstance(raw, str) and not raw.strip():
+        raw = None
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = math.nan
+        reason = f"target '{target}' is missing" if raw is None else f"target '{target}' is not a number: {raw!r}"
+    else:
+        reason = f"target '{target}' is not finite: {raw!r}"
+    if math.isfinite(value) or not require_target:
+        return value
+    result.reject(record_id, "target", reason)
+    return None
+
+
+def parse_structure(result: LoadResult, record_id: str, parse: Callable[[], Structure],
+                    reason: Callable[[Exception], str]) -> Structure | None:
+    """``parse()``, or ``None`` after recording ``reason(error)`` as a rejection (stage ``structure``)."""
+    try:
+        return parse()
+    except Exception as err:  # noqa: BLE001 - any parse failure becomes a recorded rejection
+        result.reject(record_id, "structure", reason(err))
+        return None
+
+
+def add_record(result: LoadResult, record_id: str, structure: Structure | None, row: dict[str, Any],
+               target: str | None, require_target: bool, text: str | None = None) -> None:
+    """The last step of every reader: the record of one row, unless its structure is missing (already
+    rejected) or its target is (rejected here, see :func:`target_value`)."""
+    if structure is None:
+        return
+    value = target_value(row, target, record_id, result, require_target)
+    if value is not None:
+        result.records.append(StructureRecord(record_id, structure, value, text))
+
+
+def finish(result: LoadResult, source: str | Path, ids: frozenset[str] | None = None) -> LoadResult:
+    """The checks every source gets after reading: only the wanted ``ids`` (when given), duplicate ids and
+    isolated atoms rejected; logs the counts."""
+    if ids is not None:  # readers that cannot skip rows early read everything; keep the wanted ids here
+        result.records = [r for r in result.records if r.id in ids]
+        result.rejections = [r for r in result.rejections if r.id in ids]
+    _reject_duplicates(result)
+    _reject_isolated_atoms(result)
+    logger.info(
+        "loaded %d records from %s (%d rejected)", len(result.records), source, len(result.rejections)
+    )
+    return result
+
+
+def _reject_isolated_atoms(result: LoadResult) -> None:
+    kept = []
+    for record in result.records:
+        reason = isolated_atom(record.structure)
+        if reason is not None:
+            result.reject(record.id, "structure", reason)
+        else:
+            kept.append(record)
+    result.records = kept
+
+
+def _reject_duplicates(result: LoadResult) -> None:
+    seen: set[str] = set()
+    kept = []
+    for record in result.records:
+        if record.id in seen:
+            result.reject(record.id, "load", "duplicate id (the first occurrence is kept)")
+            continue
+        seen.add(record.id)
+        kept.append(record)
+    result.records = kept
+
+
+# ------------------------------------------------------------------------------------------- structure files
+
+
+def structure_for_id(folder: Path, record_id: str, result: LoadResult) -> Structure | None:
+    """The parsed structure file of ``record_id`` in ``folder`` (or ``folder/cif``), or ``None`` after
+    recording why it is missing or unreadable."""
+    structure_path = find_structure_file(folder, record_id)
+    if structure_path is None:
+        result.reject(record_id, "structure", f"no structure file for '{record_id}' in {folder}")
+        return None
+    try:
+        return read_structure_file(structure_path)
+    except Exception as err:  # noqa: BLE001 - any parse failure becomes a recorded rejection
+        result.reject(record_id, "structure", f"cannot parse {structure_path.name}: {err}")
+        return None
+
+
+def find_structure_file(folder: Path, record_id: str) -> Path | None:
+    """The structure file for ``record_id`` in ``folder`` (``<id>.cif``, ``<id>.vasp``, ``POSCAR-<id>``...)."""
+    for base in (folder, folder / "cif"):
+        for suffix in STRUCTURE_SUFFIXES:
+            candidate = base / f"{record_id}{suffix}"
+            if candidate.is_file():
+                return candidate
+        candidate = base / f"POSCAR-{record_id}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+# ------------------------------------------------------------------------------------------------ text files
+
+
+def read_source_text(path: Path) -> str:
+    """The whole text of a (possibly gzipped) UTF-8 file; truncation and bad encodings are clear errors.
+
+    A UTF-8 byte-order mark is dropped. A decoding error names the line and the offending byte.
+    """
+    try:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rb") as handle:
+                data = handle.read()
+        else:
+            data = path.read_bytes()
+    except (OSError, EOFError) as err:
+        raise DataSourceError(f"'{path}' cannot be read (truncated or not a gzip file?): {err}") from err
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise DataSourceError(
+            f"'{path}' is not valid UTF-8: byte 0x{data[err.start]:02x} on line {line}; save the file as UTF-8"
+        ) from err
+
+
+def csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Header and rows of a CSV file (a header row is required)."""
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # CIF strings in a cell can be long
+    try:
+        reader = csv.DictReader(io.StringIO(read_source_text(path), newline=""))
+        rows = list(reader)
+    except csv.Error as err:
+        raise DataSourceError(f"'{path}' is not a valid CSV file: {err}") from err
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    if not header:
+        raise DataSourceError(f"'{path}' is empty (expected a header row)")
+    if len(set(header)) != len(header):
+        raise DataSourceError(f"'{path}': duplicate column names in the header {header}")
+    rows = [{(k or "").strip(): v for k, v in row.items()} for row in rows]
+    return header, rows
+
+
+def read_json_any(path: Path) -> Any:
+    """Read JSON from a plain or gzipped file, turning truncation/garbage into :class:`DataSourceError`."""
+    try:
+        opener = gzip.open if path.name.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataSourceError(f"'{path}' cannot be read as JSON: {err}") from err

@@ -1,0 +1,127 @@
+"""The text side of the data: which text each record gets, and its frozen embeddings through the cache.
+
+Texts are resolved in one order everywhere (training, prediction, ``crysfuse data check``, ``crysfuse
+preprocess``): the record's own text, else the one joined by id from ``data.text_file``, else (when a describer
+is configured) a generated description. :class:`TextSide` encodes them with the configured frozen encoder and
+its embedding cache; :meth:`TextSide.fill_cache` is the one routine that fills that cache in chunks, for the
+lazy items and ``crysfuse preprocess`` alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from crysfuse.config import Config
+from crysfuse.data.describe import describe_many
+from crysfuse.data.records import StructureRecord
+from crysfuse.data.text_files import read_text_file
+from crysfuse.text.cache import EmbeddingCache, encode_cached
+from crysfuse.text.encoder import EncodedText, EncoderSettings, TextEncoder
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TextInfo:
+    """What the text side used: encoder id and width (0 without text), counts for the log and summary."""
+
+    encoder_id: str | None = None
+    dim_text: int = 0
+    num_missing: int = 0
+    num_described: int = 0
+    num_truncated: int = 0
+
+
+def join_texts(records: Sequence[StructureRecord], config: Config) -> list[str | None]:
+    """Text per record: the record's own, else the one ``data.text_file`` holds for its id (else ``None``)."""
+    texts: list[str | None] = [r.text for r in records]
+    if config.data.text_file:
+        joined = read_text_file(config.data.text_file)
+        texts = [t if t is not None else joined.get(r.id) for t, r in zip(texts, records)]
+    return texts
+
+
+def resolve_texts(records: list[StructureRecord], config: Config, cache_dir: Path, info: TextInfo) -> list[str | None]:
+    """Text per record: :func:`join_texts`, else the configured describer (if any)."""
+    texts = join_texts(records, config)
+    todo = [i for i, t in enumerate(texts) if t is None]
+    if todo and config.text.describer:
+        described, failures = describe_many(
+            [records[i].structure for i in todo], config.text.describer, cache_dir=cache_dir / "descriptions"
+        )
+        for i, text in zip(todo, described):
+            texts[i] = text
+        info.num_described = sum(t is not None for t in described)
+        for position, message in failures.items():
+            logger.warning("no description for %s: %s", records[todo[position]].id, message)
+    info.num_missing = sum(1 for t in texts if not t)
+    if info.num_missing:
+        logger.warning("%d of %d records have no text; they are encoded as empty text (all tokens masked)",
+                       info.num_missing, len(texts))
+    return texts
+
+
+def distinct_texts(texts: Sequence[str | None]) -> list[str]:
+    """The texts that have content, each once, in first-seen order."""
+    return list(dict.fromkeys(t for t in texts if t and str(t).strip()))
+
+
+@dataclass
+class CacheFill:
+    """What :meth:`TextSide.fill_cache` did: distinct texts, found in the cache, encoded, and truncated among
+    the encoded ones."""
+
+    distinct: int = 0
+    cached: int = 0
+    encoded: int = 0
+    truncated: int = 0
+
+
+class TextSide:
+    """The frozen encoder of a config with its embedding cache: ``encode(texts)`` encodes only misses."""
+
+    def __init__(self, config: Config, cache_dir: Path) -> None:
+        self.encoder = TextEncoder(EncoderSettings(config.text.encoder, config.text.max_length, config.text.batch_size))
+        self.cache = EmbeddingCache(cache_dir / "embeddings", self.encoder.model_id, config.text.max_length)
+
+    def encode(self, texts: list[str | None]) -> list[EncodedText]:
+        """One encoding per text (read from the cache, or encoded and stored), in input order."""
+        return encode_cached(self.encoder, texts, self.cache)
+
+    def fill_cache(
+        self,
+        texts: Sequence[str | None],
+        *,
+        trust_present: bool,
+        chunk_size: int = 512,
+        progress: Callable[[int], None] | None = None,
+    ) -> CacheFill:
+        """Make sure the cache holds the embedding of every distinct text, encoding the misses in chunks of
+        ``chunk_size`` (nothing is kept in memory beyond one chunk).
+
+        Args:
+            trust_present: Count an entry as there when its file exists (lazy items validate it when they load
+                it); otherwise entries are loaded, and a damaged one is re-encoded.
+            progress: Called with the number of texts done after each step (a progress bar's ``update``).
+        """
+        distinct = distinct_texts(texts)
+        present = (lambda t: self.cache.path(t).is_file()) if trust_present else (
+            lambda t: self.cache.get(t) is not None)
+        misses = [t for t in distinct if not present(t)]
+        fill = CacheFill(distinct=len(distinct), cached=len(distinct) - len(misses))
+        logger.info("text embeddings: %d distinct texts, %d in the cache, %d to encode",
+                    fill.distinct, fill.cached, len(misses))
+        if progress is not None:
+            progress(fill.cached)
+        for start in range(0, len(misses), chunk_size):
+            chunk = misses[start:start + chunk_size]
+            for text, encoded in zip(chunk, self.encoder.encode(chunk)):
+                self.cache.put(text, encoded)
+                fill.truncated += int(encoded.truncated)
+            fill.encoded += len(chunk)
+            if progress is not None:
+                progress(len(chunk))
+        return fill

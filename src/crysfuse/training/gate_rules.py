@@ -1,0 +1,102 @@
+"""The anomaly rules of the fusion gates, shared by the training-time :class:`~crysfuse.training.monitor.GateMonitor`
+and ``crysfuse diagnose``.
+
+They read only the documented diagnostics contract (:mod:`crysfuse.fusion.base`): every 1-D tensor is a
+per-sample gate ``k``; ``k_mean``/``k_std``/``k_min``/``k_max`` are its summaries; any other 0-dim value is a
+scalar. Which rules watch a gate depends only on the last ``_``-separated part of its key (see
+:func:`gate_kind`), never on the fusion variant.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from crysfuse.config import MonitorConfig
+
+SUMMARY_SUFFIXES = ("_mean", "_std", "_min", "_max")
+
+
+def gate_kind(key: str) -> str:
+    """The rule family of a gate key: its last ``_``-separated part (``effective``, ``quality``, ``gate``,
+    ``saturation``, ``entropy``, ...): ``middle2_gate`` is a ``gate``, ``middle2_gate_saturation`` not."""
+    return key.rsplit("_", 1)[-1]
+
+
+def split_diagnostics(diagnostics: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Per-sample gates (1-D, as float64 arrays) and extra 0-dim scalars; gate summaries are dropped."""
+    gates: dict[str, np.ndarray] = {}
+    scalars: dict[str, float] = {}
+    for key, value in diagnostics.items():
+        array = np.asarray(value.detach().cpu().double() if hasattr(value, "detach") else value, dtype=float)
+        if array.ndim == 1:
+            gates[key] = array
+        elif array.ndim == 0:
+            scalars[key] = float(array)
+    summaries = {gate + suffix for gate in gates for suffix in SUMMARY_SUFFIXES}
+    return gates, {key: value for key, value in scalars.items() if key not in summaries}
+
+
+def summarize(values: np.ndarray) -> dict[str, float]:
+    """mean/std/min/max/count of the finite values (``nan`` when there are none)."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return {"mean": math.nan, "std": math.nan, "min": math.nan, "max": math.nan, "count": 0}
+    return {"mean": float(finite.mean()), "std": float(finite.std()), "min": float(finite.min()),
+            "max": float(finite.max()), "count": int(finite.size)}
+
+
+def check_gate(key: str, values: np.ndarray, config: MonitorConfig,
+               previous_mean: float | None = None) -> list[tuple[str, float, float, str]]:
+    """Apply the anomaly rules to one gate's per-sample ``values``; returns ``(rule, value, threshold,
+    message)`` for every rule that fires (``jump`` only when ``previous_mean`` is given)."""
+    fired: list[tuple[str, float, float, str]] = []
+    finite = values[np.isfinite(values)]
+    if finite.size < values.size:
+        bad = float(1 - finite.size / values.size)
+        fired.append(("non_finite", bad, 0.0, f"{key}: {bad:.0%} of the values are NaN/inf"))
+    if finite.size == 0:
+        return fired
+    kind, mean = gate_kind(key), float(finite.mean())
+    if kind == "effective" and mean < config.effective_low:
+        fired.append(("suppression", mean, config.effective_low,
+                      f"{key} mean {mean:.3f} < {config.effective_low}: the text is suppressed"))
+    if kind == "quality" and mean < config.quality_low:
+        fired.append(("low_quality", mean, config.quality_low,
+                      f"{key} mean {mean:.3f} < {config.quality_low}: the text is judged useless"))
+    if kind == "gate" and not config.gate_low <= mean <= config.gate_high:
+        low = mean < config.gate_low
+        fired.append(("gate_range", mean, config.gate_low if low else config.gate_high,
+                      f"{key} mean {mean:.3f} outside [{config.gate_low}, {config.gate_high}]: "
+                      + ("the text is hardly used" if low else "over-reliance on the text")))
+    if kind == "saturation" and mean > config.saturation_fraction:
+        fired.append(("saturation", mean, config.saturation_fraction,
+                      f"{key} mean {mean:.3f} > {config.saturation_fraction}: the gate is saturated"))
+    elif kind not in ("saturation", "entropy"):
+        saturated = float(np.mean((finite < config.saturation_low) | (finite > config.saturation_high)))
+        if saturated > config.saturation_fraction:
+            fired.append(("saturation", saturated, config.saturation_fraction,
+                          f"{key}: {saturated:.1%} of samples outside [{config.saturation_low}, "
+                          + f"{config.saturation_high}]"))
+    if kind != "saturation" and finite.size >= 2 and float(finite.std()) < config.collapse_std:
+        std = float(finite.std())
+        fired.append(("collapse", std, config.collapse_std,
+                      f"{key} std {std:.2e} < {config.collapse_std}: every sample gets the same gate"))
+    if previous_mean is not None and math.isfinite(previous_mean) and abs(mean - previous_mean) > config.jump:
+        jump = abs(mean - previous_mean)
+        fired.append(("jump", jump, config.jump,
+                      f"{key} mean jumped {previous_mean:.3f} -> {mean:.3f} (|change| > {config.jump})"))
+    return fired
+
+
+def threshold_lines(key: str, config: MonitorConfig) -> list[tuple[float, str]]:
+    """The rule thresholds drawn on a gate's trajectory: ``(value, label)``; ``saturation`` labels the band."""
+    kind = gate_kind(key)
+    band = [] if kind in ("saturation", "entropy") else [(config.saturation_low, "saturation"),
+                                                            (config.saturation_high, "")]
+    return {"effective": [(config.effective_low, "suppression")], "quality": [(config.quality_low, "low quality")],
+            "gate": [(config.gate_low, "gate low"), (config.gate_high, "gate high")],
+            "saturation": [(config.saturation_fraction, "saturated")]}.get(kind, []) + band
