@@ -29,3 +29,19 @@ def test_regression_metrics():
     assert metrics["max_error"] == pytest.approx(1.0)
     assert metrics["rmse"] == pytest.approx(np.sqrt((0.25 + 1.0) / 3))
     assert metrics["r2"] == pytest.approx(1 - (1.25 / 3) / (2 / 3))
+
+
+def test_bf16_predictions_follow_the_models_precision():
+    """``predict_items`` runs at the model's ``train.precision`` and says so; bf16 stays close to fp32."""
+    model = CrysFuseModel(tiny_config("graph_only"), dim_text=0)
+    items = crystal_batch([0, 1, 0, 1]).to_data_list()
+    ids = ["a", "b", "c", "d"]
+    full = predict_items(model, ids, items, batch_size=2)
+    assert full.precision == "32-true"
+    model.config.train.precision = "bf16-mixed"
+    half = predict_items(model, ids, items, batch_size=2)
+    assert half.precision == "bf16-mixed"
+    assert not np.array_equal(half.prediction, full.prediction)  # autocast really ran
+    assert np.allclose(half.prediction, full.prediction, rtol=0.05, atol=0.05)
+    forced = predict_items(model, ids, items, batch_size=2, precision="32-true")
+    assert forced.precision == "32-true" and np.array_equal(forced.prediction, full.prediction)

@@ -138,6 +138,8 @@ def test_line_graph_brute_force() -> None:
     assert torch.allclose(g.bond_cosines.double(), cos, atol=1e-6)
     backtrack = (src[e1] == dst[e2]) & np.all(np.isclose(-v[e1].numpy(), v[e2].numpy()), axis=1)
     assert np.allclose(g.bond_cosines.numpy()[backtrack], 1.0)
+    # ordered by the aggregation target e2, then e1 (rows summed in order: docs/graphs.md)
+    assert got == sorted(got, key=lambda pair: (pair[1], pair[0]))
 
 
 # ----------------------------------------------------------------------------------------- invariance

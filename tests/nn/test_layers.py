@@ -112,3 +112,49 @@ def test_projection_head_ends_in_layer_norm():
     out = head(torch.randn(5, 7) * 100)
     torch.testing.assert_close(out.mean(-1), torch.zeros(5), atol=1e-5, rtol=0)
     torch.testing.assert_close(out.std(-1, unbiased=False), torch.ones(5), atol=1e-3, rtol=0)
+
+
+def test_last_layer_skips_the_edge_update_without_changing_the_nodes() -> None:
+    """``update_edges=False`` (the last layer of a stack) returns no edge features and the same nodes."""
+    torch.manual_seed(0)
+    conv = EdgeGatedGraphConv(dim=3)
+    x, e = torch.randn(4, 3), torch.randn(len(SRC), 3)
+    edge_index = torch.stack([SRC, DST])
+    x_full, e_full = conv(x, edge_index, e)
+    x_last, e_last = conv(x, edge_index, e, update_edges=False)
+    assert e_full is not None and e_full.shape == e.shape and e_last is None
+    assert torch.allclose(x_full, x_last, atol=1e-6)
+
+
+def test_mlp_layer_folds_batchnorm_in_eval_mode() -> None:
+    """In eval mode the BatchNorm is folded into the linear weights: the same function as the plain chain."""
+    torch.manual_seed(0)
+    layer = MLPLayer(dim_in=5, dim_out=4)
+    layer.train()
+    for _ in range(3):  # running statistics away from their initial values
+        layer(torch.randn(16, 5) * 3 + 1)
+    layer[1].weight.data.uniform_(0.5, 2.0)
+    layer[1].bias.data.uniform_(-1.0, 1.0)
+    layer.eval()
+    x = torch.randn(7, 5)
+    plain = torch.nn.functional.silu(layer[1](layer[0](x)))
+    assert torch.allclose(layer(x), plain, atol=1e-5)
+
+
+def test_rbf_expansion_is_the_gaussian_formula() -> None:
+    rbf = RBFExpansion(vmin=-1.0, vmax=1.0, num_bins=40)
+    values = torch.linspace(-1, 1, 11)
+    expected = torch.exp(-rbf.gamma * (values.unsqueeze(-1) - rbf.centres) ** 2)
+    assert torch.equal(rbf(values), expected)
+    assert torch.equal(values, torch.linspace(-1, 1, 11))  # input untouched by the in-place passes
+
+
+def test_bf16_autocast_keeps_the_edge_gate_in_bfloat16() -> None:
+    """Under bf16 autocast no float32 [E, D] tensor appears (a float32 bias once promoted the gathered
+    terms, costing two conversions over [E, D] forward and backward)."""
+    torch.manual_seed(0)
+    conv = EdgeGatedGraphConv(dim=8)
+    x, e = torch.randn(4, 8), torch.randn(len(SRC), 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x_out, e_out = conv(x, torch.stack([SRC, DST]), conv.edge_gate(e))
+    assert e_out.dtype == torch.bfloat16 and x_out.dtype == torch.bfloat16

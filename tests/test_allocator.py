@@ -1,0 +1,47 @@
+"""crysfuse.allocator: glibc malloc settings applied at CLI start, switchable off."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from crysfuse.allocator import SETTINGS
+
+ON_GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
+def _settings_in_child(env_value: str | None) -> dict:
+    code = ("import json; from crysfuse.allocator import tune_allocator, allocator_settings; "
+            "first = tune_allocator(); print(json.dumps([first, tune_allocator(), allocator_settings()]))")
+    env = {"PATH": "/usr/bin:/bin"}
+    if env_value is not None:
+        env["CRYSFUSE_MALLOC"] = env_value
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
+    return json.loads(out.stdout)
+
+
+@pytest.mark.skipif(not ON_GLIBC, reason="mallopt settings exist on glibc only")
+def test_tune_allocator_applies_every_setting_once() -> None:
+    first, second, recorded = _settings_in_child(None)
+    assert first == {name: value for name, (_, value) in SETTINGS.items()}
+    assert second == first == recorded
+
+
+def test_system_switch_keeps_the_c_library_defaults() -> None:
+    assert _settings_in_child("system") == [{}, {}, {}]
+
+
+@pytest.mark.skipif(not ON_GLIBC, reason="mallopt settings exist on glibc only")
+def test_the_cli_applies_the_settings(monkeypatch) -> None:
+    import crysfuse.allocator as allocator
+    from crysfuse.cli import main
+
+    monkeypatch.setattr(allocator, "_applied", None)
+    monkeypatch.delenv("CRYSFUSE_MALLOC", raising=False)
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    assert main(["models"]) == 0
+    assert set(allocator.allocator_settings()) == set(SETTINGS)
