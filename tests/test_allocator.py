@@ -1,4 +1,4 @@
-"""crysfuse.allocator: glibc malloc settings applied at CLI start, switchable off."""
+"""crysfuse.allocator: glibc malloc settings the CLI applies at start-up when asked (CRYSFUSE_MALLOC=tuned)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ ON_GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
 
 def _settings_in_child(env_value: str | None) -> dict:
-    code = ("import json; from crysfuse.allocator import tune_allocator, allocator_settings; "
-            "first = tune_allocator(); print(json.dumps([first, tune_allocator(), allocator_settings()]))")
+    code = ("import json; from crysfuse.allocator import tune_allocator_if_asked, allocator_settings; "
+            "first = tune_allocator_if_asked(); "
+            "print(json.dumps([first, tune_allocator_if_asked(), allocator_settings()]))")
     env = {"PATH": "/usr/bin:/bin"}
     if env_value is not None:
         env["CRYSFUSE_MALLOC"] = env_value
@@ -26,12 +27,13 @@ def _settings_in_child(env_value: str | None) -> dict:
 
 @pytest.mark.skipif(not ON_GLIBC, reason="mallopt settings exist on glibc only")
 def test_tune_allocator_applies_every_setting_once() -> None:
-    first, second, recorded = _settings_in_child(None)
+    first, second, recorded = _settings_in_child("tuned")
     assert first == {name: value for name, (_, value) in SETTINGS.items()}
     assert second == first == recorded
 
 
-def test_system_switch_keeps_the_c_library_defaults() -> None:
+def test_the_c_library_defaults_stay_unless_asked() -> None:
+    assert _settings_in_child(None) == [{}, {}, {}]
     assert _settings_in_child("system") == [{}, {}, {}]
 
 
@@ -41,7 +43,7 @@ def test_the_cli_applies_the_settings(monkeypatch) -> None:
     from crysfuse.cli import main
 
     monkeypatch.setattr(allocator, "_applied", None)
-    monkeypatch.delenv("CRYSFUSE_MALLOC", raising=False)
+    monkeypatch.setenv("CRYSFUSE_MALLOC", "tuned")
     monkeypatch.delenv("LD_PRELOAD", raising=False)
     assert main(["models"]) == 0
     assert set(allocator.allocator_settings()) == set(SETTINGS)

@@ -6,9 +6,11 @@ back with ``munmap`` when freed. A training step of the line-graph network alloc
 zero pages; measured here, a third of a training run's time was kernel time (docs/benchmarks.md).
 
 :func:`tune_allocator` raises the mmap threshold and the trim threshold with ``mallopt`` at run time, so freed
-buffers are reused from the heap. The cost is that the process keeps its high-water heap mapped (peak RSS is
-what it would have been anyway; RSS simply does not fall between steps). The ``crysfuse`` command calls it at
-start-up; set ``CRYSFUSE_MALLOC=system`` to keep glibc's defaults. It does nothing on other C libraries
+buffers are reused from the heap. It is opt-in: set ``CRYSFUSE_MALLOC=tuned`` and the ``crysfuse`` command
+calls it at start-up (Python users call it themselves, first thing). The cost: the process keeps its heap
+mapped, and with batches of ever-different sizes the heap fragments, so resident memory can grow well past
+the live tensors (measured: a bf16 training run of the parity configuration reached 6.7 GB resident and was
+killed for memory beside three other runs; see docs/benchmarks.md). It does nothing on other C libraries
 (musl, macOS, Windows) or when ``LD_PRELOAD`` names another allocator (jemalloc, tcmalloc).
 """
 
@@ -23,7 +25,8 @@ import platform
 logger = logging.getLogger(__name__)
 
 ENV_SWITCH = "CRYSFUSE_MALLOC"
-"""``system`` keeps the C library's own settings; anything else (or unset) applies :data:`SETTINGS`."""
+"""``tuned`` makes the ``crysfuse`` command apply :data:`SETTINGS` at start-up; unset or anything else keeps
+the C library's own settings."""
 
 # mallopt parameter numbers from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
@@ -49,9 +52,6 @@ def tune_allocator() -> dict[str, int]:
     if _applied is not None:
         return dict(_applied)
     _applied = {}
-    if os.environ.get(ENV_SWITCH, "").strip().lower() == "system":
-        logger.debug("%s=system: keeping the C library's malloc settings", ENV_SWITCH)
-        return {}
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or os.environ.get("LD_PRELOAD"):
         return {}
     try:
@@ -66,6 +66,13 @@ def tune_allocator() -> dict[str, int]:
         else:
             logger.debug("mallopt(%s, %d) was refused", name, value)
     return dict(_applied)
+
+
+def tune_allocator_if_asked() -> dict[str, int]:
+    """:func:`tune_allocator` when ``CRYSFUSE_MALLOC=tuned``; otherwise nothing (what the CLI calls)."""
+    if os.environ.get(ENV_SWITCH, "").strip().lower() != "tuned":
+        return {}
+    return tune_allocator()
 
 
 def allocator_settings() -> dict[str, int]:

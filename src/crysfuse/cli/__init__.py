@@ -13,7 +13,7 @@ import sys
 from typing import Sequence
 
 from crysfuse import __version__
-from crysfuse.allocator import tune_allocator
+from crysfuse.allocator import tune_allocator_if_asked
 from crysfuse.cli import (
     compare,
     config,
@@ -48,9 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``crysfuse`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
-    # Before any tensor exists: reuse freed tensor buffers instead of page-faulting them in every step
-    # (crysfuse.allocator; CRYSFUSE_MALLOC=system keeps the C library's defaults).
-    tune_allocator()
+    # Before any tensor exists, with CRYSFUSE_MALLOC=tuned: reuse freed tensor buffers instead of
+    # page-faulting them in every step (crysfuse.allocator, docs/benchmarks.md).
+    tune_allocator_if_asked()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
