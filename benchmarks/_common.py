@@ -32,9 +32,9 @@ same for both sides of every comparison by construction (one process)."""
 
 
 def setup_allocator(mode: str) -> dict[str, int]:
-    """``crysfuse``: apply crysfuse's malloc settings (what the ``crysfuse`` command does at start-up) to the
-    whole process, i.e. to every side of the comparison; ``system``: leave glibc's defaults."""
-    if mode == "system":
+    """``tuned``: apply crysfuse's opt-in malloc settings (what ``CRYSFUSE_MALLOC=tuned crysfuse ...`` does) to
+    the whole process, i.e. to every side of the comparison; ``system``: leave glibc's defaults."""
+    if mode != "tuned":
         return {}
     from crysfuse.allocator import tune_allocator
 

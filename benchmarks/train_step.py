@@ -34,8 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds (each: every batch once per side)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu or cuda (the GPU section of docs/benchmarks.md)")
-    p.add_argument("--allocator", choices=["crysfuse", "system"], default="crysfuse",
-                   help="malloc settings for the whole process, i.e. for every side (crysfuse.allocator)")
+    p.add_argument("--allocator", choices=["system", "tuned"], default="system",
+                   help="malloc settings for the whole process, i.e. for every side: glibc's defaults (as "
+                        "crysfuse runs by default) or crysfuse's opt-in CRYSFUSE_MALLOC=tuned settings")
     p.add_argument("--no-text", action="store_true", help="skip the simplified (text) side")
     p.add_argument("--no-reference", action="store_true", help="skip ALIGNNAtomWisePure")
     p.add_argument("--no-bf16", action="store_true", help="skip the graph_only side under bfloat16 autocast")
