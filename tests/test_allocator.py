@@ -47,3 +47,29 @@ def test_the_cli_applies_the_settings(monkeypatch) -> None:
     monkeypatch.delenv("LD_PRELOAD", raising=False)
     assert main(["models"]) == 0
     assert set(allocator.allocator_settings()) == set(SETTINGS)
+
+
+@pytest.mark.skipif(not ON_GLIBC, reason="malloc_trim exists on glibc only")
+def test_release_free_memory_calls_malloc_trim() -> None:
+    from crysfuse.allocator import release_free_memory
+
+    assert release_free_memory() is True
+
+
+def test_training_releases_memory_after_every_epoch(monkeypatch, tmp_path) -> None:
+    """The trainer's callbacks include ReleaseMemory, which trims after training and validation epochs."""
+    import crysfuse.training.callbacks as callbacks
+    from crysfuse.config import Config
+    from crysfuse.training.run import _callbacks
+
+    calls = []
+    monkeypatch.setattr(callbacks, "release_free_memory", lambda: calls.append(1) or True)
+    found = [c for c in _callbacks(Config(), tmp_path, callbacks.BestWeights(tmp_path), 0.0)
+             if isinstance(c, callbacks.ReleaseMemory)]
+    assert len(found) == 1
+    found[0].on_train_epoch_end(None, None)
+    found[0].on_validation_epoch_end(None, None)
+    assert len(calls) == 2
+    for batch_idx in range(250):
+        found[0].on_train_batch_end(None, None, None, None, batch_idx)
+    assert len(calls) == 4  # after steps 100 and 200

@@ -68,6 +68,28 @@ def tune_allocator() -> dict[str, int]:
     return dict(_applied)
 
 
+def release_free_memory() -> bool:
+    """Hand the C library's free heap memory back to the system (glibc ``malloc_trim(0)``).
+
+    Why: each batch of a crystal data set has its own size, so freed tensor buffers rarely fit the next
+    request exactly and glibc's heaps fragment; freed pages then stay resident. Measured on a bf16 training
+    run of the parity configuration: 5.8 GB resident, 2.4 GB after one ``malloc_trim(0)`` (docs/benchmarks.md).
+    The training loop calls this at the end of every epoch (:class:`crysfuse.training.callbacks.ReleaseMemory`).
+
+    Returns:
+        Whether anything was called (``False`` off glibc).
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True
+
+
 def tune_allocator_if_asked() -> dict[str, int]:
     """:func:`tune_allocator` when ``CRYSFUSE_MALLOC=tuned``; otherwise nothing (what the CLI calls)."""
     if os.environ.get(ENV_SWITCH, "").strip().lower() != "tuned":

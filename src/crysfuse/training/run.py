@@ -29,7 +29,7 @@ from crysfuse.models.crysfuse import CrysFuseModel, model_uses_text
 from crysfuse.predict import predict_items, regression_metrics
 from crysfuse.rundir.layout import TENSORBOARD_DIR
 from crysfuse.training.augment import TextCorruptionDataset, corrupted_alternatives
-from crysfuse.training.callbacks import BestWeights, MetricsJsonl
+from crysfuse.training.callbacks import BestWeights, MetricsJsonl, ReleaseMemory
 from crysfuse.training.module import CrysFuseLightning
 from crysfuse.training.monitor import GateMonitor
 from crysfuse.training.resume import ResumeCheckpoint, RngState, check_resume_state
@@ -217,7 +217,7 @@ def _prepare_data(config: Config, run_dir: Path, *, primary: bool) -> RunData:
 
 
 def _callbacks(config: Config, run_dir: Path, best: BestWeights, started: float) -> list[L.Callback]:
-    callbacks: list[L.Callback] = [MetricsJsonl(rundir.metrics_path(run_dir)), best, RngState(),
+    callbacks: list[L.Callback] = [MetricsJsonl(rundir.metrics_path(run_dir)), best, RngState(), ReleaseMemory(),
                                    ResumeCheckpoint(run_dir, clock_start=started)]
     if config.train.patience is not None:
         callbacks.append(EarlyStopping(monitor="val_mae", mode="min", patience=config.train.patience))
