@@ -20,7 +20,7 @@ from crysfuse.data.demo import write_demo_dataset
 from crysfuse.data.objects import records_from_structures
 from crysfuse.data.pipeline import prepare
 from crysfuse.data.records import Rejection
-from crysfuse.data.sources import load_config_records
+from crysfuse.data.sources import load_config_records, with_default_target
 from crysfuse.predict import Predictions, predict_items
 from crysfuse.rundir import LoadedModel, load_run, write_predictions_csv
 from crysfuse.training import run as training_run  # called as training_run.train: one place to wrap training
@@ -110,7 +110,7 @@ def train(config: Config | dict[str, Any] | str | Path, *, resume: bool | None =
         config = Config.load(config)
     elif isinstance(config, dict):
         config = Config.from_dict(config)
-    return training_run.train(config, resume=resume)
+    return training_run.train(with_default_target(config), resume=resume)
 
 
 DEMO_SETTINGS = {

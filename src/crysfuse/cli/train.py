@@ -11,7 +11,8 @@ from crysfuse.config import TRAIN_FLAGS, Config
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="train a model; writes a run directory")
     parser.add_argument("--data", help="JARVIS-style JSON(.gz) or CGCNN folder")
-    parser.add_argument("--target", help="target key, e.g. 'gap pbe' or e_form")
+    parser.add_argument("--target", help="target key, e.g. 'gap pbe' or e_form (optional for a CGCNN folder "
+                                         "whose headerless id_prop.csv has one value column)")
     parser.add_argument("--fusion", help="fusion variant (see `crysfuse models`)")
     parser.add_argument("--run-dir", help="output directory")
     parser.add_argument("--epochs", type=int)
@@ -36,8 +37,9 @@ def train_config(args: argparse.Namespace) -> Config:
 
 def run(args: argparse.Namespace) -> int:
     from crysfuse.api import train
+    from crysfuse.data.sources import with_default_target
 
-    config = train_config(args)
+    config = with_default_target(train_config(args))
     if not config.data.path or not config.data.target:
         raise SystemExit("crysfuse train: --data and --target are required (or set them in --config)")
     result = train(config, resume=True if args.resume else None)
