@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from crysfuse.cli import main
-from tests.conftest import SHARED_DATA, TINY_MODEL
+from tests.conftest import SHARED_DATA, TINY_MODEL, chromium_or_skip
 
 HOSTILE = '"><img src=x onerror=alert(1)><script>alert("x")</script>'
 
@@ -89,10 +89,7 @@ def test_summarise_existing_runs_escapes_labels(matrix_out, tmp_path):
 
 
 def _open_in_chromium(path: Path) -> dict:
-    playwright = pytest.importorskip("playwright.sync_api")
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    playwright, chromium = chromium_or_skip()
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
