@@ -192,3 +192,32 @@ def test_summary_skips_unfinished_run_directories(matrix_out, tmp_path, caplog):
     assert "skipping 1 run directories without summary.json" in caplog.text and str(unfinished) in caplog.text
     with pytest.raises(SystemExit, match="none of the given directories"):
         main(["compare", str(unfinished), "--out", str(tmp_path / "out2")])
+
+
+def _one_seed_run(label: str, val: float, test: float, errors: dict[str, float]):
+    from crysfuse.analysis.comparison import RunInfo
+
+    summary = {"val_mae": val, "test_mae": test, "fusion": label, "seed": 0, "n_params_fusion": 0,
+               "train_seconds": 1.0, "best_epoch": 1}
+    return RunInfo(run_dir=Path(label), label=label, seed=0, summary=summary, test_errors=errors)
+
+
+def test_a_comparison_with_one_seed_shows_n_1_and_no_spread(tmp_path):
+    from crysfuse.analysis.comparison import write_comparison
+    from crysfuse.analysis.report import write_report
+
+    runs = [_one_seed_run("graph_only", 0.30, 0.31, {"a": 0.2, "b": 0.4}),
+            _one_seed_run("simplified", 0.25, 0.27, {"a": 0.1, "b": 0.44})]
+    rows = write_comparison(tmp_path, runs, "graph_only")
+    assert [(r["n"], r["val_mae_std"], r["test_mae_std"]) for r in rows] == [(1, None, None)] * 2
+    markdown = (tmp_path / "comparison.md").read_text()
+    assert "| rank | variant | n |" in markdown and "| 1 | simplified | 1 | 0.2500 | 0.2700 |" in markdown
+    assert " ± " not in markdown.split("\n\n")[0].split("|---|")[-1]  # no spread in the table body
+    with open(tmp_path / "comparison.csv", newline="") as handle:
+        assert [row["test_mae_std"] for row in csv.DictReader(handle)] == ["", ""]
+    page = write_report(tmp_path, tmp_path / "report.html").read_text()
+    head = page[page.index("<thead>"): page.index("</thead>")]
+    assert "<th>n</th>" in head and "<th>seeds</th>" not in head
+    first_row = page[page.index("<tbody><tr>"): page.index("</tr>", page.index("<tbody>"))]
+    assert first_row.startswith("<tbody><tr><td>1</td><td>simplified</td><td>1</td><td>0.25</td><td>–</td>")
+    assert "nan" not in first_row

@@ -76,11 +76,12 @@ def read_run(run_dir: str | Path) -> RunInfo:
     return info
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample std of the finite values; the std is ``None`` (no spread) for a single value."""
     array = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     if array.size == 0:
         return math.nan, math.nan
-    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else 0.0
+    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else None
 
 
 def paired_test(runs: list[RunInfo], baseline: list[RunInfo], *, seed: int = 0) -> dict[str, Any]:
@@ -123,6 +124,7 @@ def summarize(runs: list[RunInfo], baseline: str = "graph_only") -> list[dict[st
         test = _mean_std([r.summary["test_mae"] for r in members])
         row: dict[str, Any] = {
             "label": label,
+            "n": len(members),
             "fusion": members[0].summary.get("fusion"),
             "seeds": sorted(r.seed for r in members),
             "val_mae_mean": val[0], "val_mae_std": val[1],
@@ -175,6 +177,11 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def _mean_spread(mean: float, std: float | None) -> str:
+    """``mean ± std``, or the mean alone when there is no spread (one seed)."""
+    return _fmt(mean) if std is None else f"{_fmt(mean)} ± {_fmt(std)}"
+
+
 def _deleted_text_cell(row: dict[str, Any]) -> str:
     """MAE with all text deleted, and in brackets the clean MAE on the same (robustness) records."""
     deleted, clean = row.get("deleted_text_mae_mean"), row.get("robustness_clean_mae_mean")
@@ -185,7 +192,7 @@ def _deleted_text_cell(row: dict[str, Any]) -> str:
 
 def comparison_markdown(rows: list[dict[str, Any]], baseline: str) -> str:
     """The ranked table as Markdown (labels escaped)."""
-    header = ("| rank | variant | seeds | val MAE | test MAE | Δ test vs " + escape_markdown(baseline)
+    header = ("| rank | variant | n | val MAE | test MAE | Δ test vs " + escape_markdown(baseline)
               + " | p (seeds) | bootstrap 95 % CI | p (bootstrap) | extra params | train s | epochs to best "
               "| MAE, text deleted |")
     lines = [header, "|" + "---|" * 13]
@@ -193,16 +200,16 @@ def comparison_markdown(rows: list[dict[str, Any]], baseline: str) -> str:
         prefix = f"vs_{baseline}_"
         ci = row.get(prefix + "bootstrap_ci")
         lines.append("| " + " | ".join([
-            str(row["rank"]), escape_markdown(row["label"]), str(len(row["seeds"])),
-            f"{_fmt(row['val_mae_mean'])} ± {_fmt(row['val_mae_std'])}",
-            f"{_fmt(row['test_mae_mean'])} ± {_fmt(row['test_mae_std'])}",
+            str(row["rank"]), escape_markdown(row["label"]), str(row["n"]),
+            _mean_spread(row["val_mae_mean"], row["val_mae_std"]),
+            _mean_spread(row["test_mae_mean"], row["test_mae_std"]),
             _fmt(row.get(prefix + "delta_test_mae")), _fmt(row.get(prefix + "p_seeds"), 3),
             f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "–", _fmt(row.get(prefix + "p_bootstrap"), 3),
             f"{row['n_params_fusion']:,}", _fmt(row["train_seconds_mean"], 1), _fmt(row["best_epoch_mean"], 1),
             _deleted_text_cell(row),
         ]) + " |")
     notes = (
-        "\nMean ± sample std over seeds. Ranked by validation MAE (model selection never sees the test split). "
+        "\nn: seeds per variant. Mean ± sample std over seeds (the mean alone for n = 1). Ranked by validation MAE (model selection never sees the test split). "
         f"Δ: test MAE minus the paired `{escape_markdown(baseline)}` run (same seed); p (seeds): paired t-test "
         "over seeds; bootstrap: per-test-record error differences averaged over seeds, resampled "
         f"{BOOTSTRAP_SAMPLES} times. Negative Δ is better. MAE, text deleted: the robustness evaluation with "

@@ -60,7 +60,7 @@ def plot_mae_bars(rows: list[dict[str, Any]]) -> Any:
     width = 0.38
     for offset, split, colour in ((-width / 2, "val", "tab:blue"), (width / 2, "test", "tab:orange")):
         axis.bar(positions + offset, [r[f"{split}_mae_mean"] for r in rows], width,
-                 yerr=[0 if np.isnan(r[f"{split}_mae_std"]) else r[f"{split}_mae_std"] for r in rows],
+                 yerr=np.nan_to_num(np.array([r[f"{split}_mae_std"] for r in rows], dtype=float)),
                  capsize=3, label=f"{split} MAE", color=colour)
     axis.set_xticks(positions, [r["label"] for r in rows], rotation=30, ha="right")
     axis.set_ylabel("MAE (mean ± std over seeds)")

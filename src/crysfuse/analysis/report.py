@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -51,11 +52,13 @@ def _image_file(path: Path, alt: str) -> str:
 
 
 def _cell(value: Any) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "–"
     if isinstance(value, float):
         return esc(f"{value:.4g}")
     if isinstance(value, (list, tuple)):
         return esc(", ".join(_cell_text(v) for v in value))
-    return esc("" if value is None else value)
+    return esc("–" if value is None else value)
 
 
 def _cell_text(value: Any) -> str:
@@ -146,8 +149,9 @@ def _code(escaped: str) -> str:
 def comparison_sections(directory: Path) -> list[str]:
     """HTML sections for a comparison directory (``comparison.json`` + plots + its runs)."""
     data = _read_json(directory / COMPARISON_JSON)
-    columns = ["rank", "label", "seeds", "val_mae_mean", "val_mae_std", "test_mae_mean", "test_mae_std"]
-    extra = [c for c in dict.fromkeys(k for r in data["rows"] for k in r) if c not in columns]
+    # n (seeds per variant) is shown; the list of seed numbers ("0" for one seed reads like a count) is not
+    columns = ["rank", "label", "n", "val_mae_mean", "val_mae_std", "test_mae_mean", "test_mae_std"]
+    extra = [c for c in dict.fromkeys(k for r in data["rows"] for k in r) if c not in columns + ["seeds"]]
     parts = [
         f"<h2>Comparison (baseline: {esc(data['baseline'])})</h2>" + table(data["rows"], columns + extra),
         '<p class="note">Ranked by validation MAE; the test split is only reported.</p>',
