@@ -46,6 +46,7 @@ from crysfuse.rundir.state import (
     is_finished,
     read_status,
     resume_checkpoint_path,
+    update_status,
     write_status,
 )
 
@@ -55,6 +56,6 @@ __all__ = [
     "predictions_path", "read_config_dict", "read_gate_statistics", "read_json_file", "read_metrics",
     "read_robustness_rows", "read_splits", "read_status", "read_summary", "read_test_errors", "rejections_path",
     "resume_checkpoint_path", "robustness_results_dir", "save_config", "save_weights", "saved_config",
-    "splits_path", "summarize_rejections", "truncate_metrics", "weights_path", "write_meta",
+    "splits_path", "summarize_rejections", "truncate_metrics", "update_status", "weights_path", "write_meta",
     "write_predictions_csv", "write_rejections", "write_splits", "write_status", "write_summary",
 ]
