@@ -166,15 +166,51 @@ def gate_vs_error(clean: Predictions, rho: dict[str, float]) -> Any:
 def parity(clean: Predictions, deleted: Predictions, mae: dict[str, float]) -> Any:
     """Prediction against target with clean text and with all text deleted (``mae`` by ``clean``/
     ``text_deleted`` for the legend)."""
+    return parity_plot([(clean, f"clean (MAE {mae['clean']:.3f})"),
+                        (deleted, f"text deleted (MAE {mae['text_deleted']:.3f})")])
+
+
+def parity_plot(series: Sequence[tuple[Predictions, str]], title: str = "") -> Any:
+    """Prediction against target, one scatter per ``(predictions, legend label)``, with the diagonal."""
     figure, axis = plt.subplots(figsize=(4.5, 4.5))
-    for predictions, label, key in ((clean, "clean", "clean"), (deleted, "text deleted", "text_deleted")):
-        axis.scatter(predictions.target, predictions.prediction, s=10, alpha=0.6,
-                     label=f"{label} (MAE {mae[key]:.3f})")
-    finite = np.concatenate([clean.target, clean.prediction, deleted.prediction])
+    for predictions, label in series:
+        axis.scatter(predictions.target, predictions.prediction, s=10, alpha=0.6, label=label)
+    finite = np.concatenate([np.concatenate([p.target, p.prediction]) for p, _ in series])
     finite = finite[np.isfinite(finite)]
     if finite.size:
         axis.plot([finite.min(), finite.max()], [finite.min(), finite.max()], color="grey", linewidth=1)
     axis.set_xlabel("target")
     axis.set_ylabel("prediction")
     axis.legend(fontsize=8)
+    if title:
+        axis.set_title(title, fontsize=10)
+    return figure
+
+
+def error_histogram(predictions: Predictions, title: str = "prediction error") -> Any:
+    """The distribution of the signed error (prediction − target), with its mean and the MAE."""
+    error = (predictions.prediction - predictions.target)
+    error = error[np.isfinite(error)]
+    figure, axis = plt.subplots(figsize=(4.5, 3.4))
+    axis.hist(error, bins=min(40, max(5, error.size // 4)), color="tab:blue", alpha=0.8)
+    axis.axvline(0.0, color="grey", linewidth=1)
+    if error.size:
+        axis.set_title(f"{title}: MAE {np.abs(error).mean():.3g}, mean {error.mean():+.3g}", fontsize=10)
+    axis.set_xlabel("prediction − target")
+    axis.set_ylabel("crystals")
+    return figure
+
+
+def mae_by_group(rows: Sequence[dict[str, Any]], *, xlabel: str, title: str) -> Any:
+    """Bars of the MAE per group (``rows``: ``group``, ``n``, ``mae``), each labelled with its count."""
+    figure, axis = plt.subplots(figsize=(max(4.5, 0.6 * len(rows) + 2), 3.4))
+    positions = np.arange(len(rows))
+    axis.bar(positions, [r["mae"] for r in rows], color="tab:orange")
+    for x, row in zip(positions, rows):
+        axis.annotate(f"n={row['n']}", (x, row["mae"]), ha="center", va="bottom", fontsize=7)
+    axis.set_xticks(positions, [str(r["group"]) for r in rows], rotation=30, ha="right", fontsize=8)
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel("MAE")
+    axis.set_title(title, fontsize=10)
+    axis.grid(axis="y", alpha=0.3)
     return figure
