@@ -46,7 +46,11 @@ def test_matrix_writes_the_comparison(matrix_out):
     assert float(rows["graph_only"]["deleted_text_mae_mean"]) == pytest.approx(
         float(rows["graph_only"]["test_mae_mean"]), rel=1e-6)  # graph_only ignores text
     assert float(simplified["robustness_clean_mae_mean"]) == pytest.approx(float(simplified["test_mae_mean"]), rel=1e-4)
+    # the two seeds of each variant as an ensemble: how well their spread ranks the test errors
+    assert -1 <= float(simplified["spread_error_spearman"]) <= 1 and float(simplified["mean_spread"]) > 0
+    assert float(simplified["ensemble_mae"]) > 0 and (result / "comparison_calibration.png").stat().st_size > 1000
     markdown = (result / "comparison.md").read_text()
+    assert "Uncertainty: each variant's seeds as an ensemble" in markdown
     assert " ± " in markdown and "Ranked by validation MAE" in markdown and " (clean 0." in markdown
     for name in ("comparison_mae.png", "comparison_robustness.png", "comparison_gates.png"):
         assert (result / name).stat().st_size > 1000

@@ -16,7 +16,8 @@ from scipy.stats import ttest_rel
 
 from crysfuse import rundir
 from crysfuse.analysis.markup import escape_markdown
-from crysfuse.analysis.plots import plot_mae_bars, plot_robustness_gates, plot_robustness_overlay
+from crysfuse.analysis.ensemble import ensemble_uncertainty
+from crysfuse.analysis.plots import plot_mae_bars, plot_robustness_gates, plot_robustness_overlay, spread_calibration
 from crysfuse.figures import save_figure
 from crysfuse.io import write_csv_atomic, write_json_atomic, write_text_atomic
 
@@ -32,6 +33,7 @@ COMPARISON_MAE_PNG = "comparison_mae.png"
 COMPARISON_ROBUSTNESS_CSV = "comparison_robustness.csv"
 COMPARISON_ROBUSTNESS_PNG = "comparison_robustness.png"
 COMPARISON_GATES_PNG = "comparison_gates.png"
+COMPARISON_CALIBRATION_PNG = "comparison_calibration.png"
 
 
 @dataclass
@@ -137,11 +139,24 @@ def summarize(runs: list[RunInfo], baseline: str = "graph_only") -> list[dict[st
         }
         if label != baseline and base_runs:
             row.update({f"vs_{baseline}_{k}": v for k, v in paired_test(members, base_runs).items()})
+        row.update(_ensemble_columns(members))
         rows.append(row)
     rows.sort(key=lambda r: (math.isnan(r["val_mae_mean"]), r["val_mae_mean"]))
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
     return rows
+
+
+def _ensemble_columns(members: list[RunInfo]) -> dict[str, Any]:
+    """With ≥ 2 seeds: the seeds as an ensemble on the test set (``ensemble_mae``, ``spread_error_spearman``
+    and its p-value, ``mean_spread``); the calibration curve is kept for the figure, not the tables."""
+    predictions = [rundir.read_predictions(r.run_dir, "test") for r in members]
+    result = ensemble_uncertainty([p for p in predictions if p is not None])
+    if result is None:
+        return {}
+    return {"ensemble_mae": result["ensemble_mae"], "mean_spread": result["mean_spread"],
+            "spread_error_spearman": result["spread_error_spearman"], "spread_error_p": result["spread_error_p"],
+            "calibration": result["calibration"]}
 
 
 GATE_SUFFIX = "_mean"
@@ -215,7 +230,21 @@ def comparison_markdown(rows: list[dict[str, Any]], baseline: str) -> str:
         f"{BOOTSTRAP_SAMPLES} times. Negative Δ is better. MAE, text deleted: the robustness evaluation with "
         "every word deleted, next to the clean MAE on the same records (robustness may use part of the split).\n"
     )
-    return "\n".join(lines) + "\n" + notes
+    return "\n".join(lines) + "\n" + notes + _uncertainty_markdown(rows)
+
+
+def _uncertainty_markdown(rows: list[dict[str, Any]]) -> str:
+    """The seeds of each variant as an ensemble (variants with ≥ 2 seeds), or nothing."""
+    rows = [r for r in rows if "spread_error_spearman" in r]
+    if not rows:
+        return ""
+    lines = ["", "Uncertainty: each variant's seeds as an ensemble on the test set (mean prediction; spread = std "
+             "over the seeds). ρ: Spearman's rank correlation of the spread with the ensemble's |error| (1: the "
+             "spread ranks the errors perfectly); calibration in `comparison_calibration.png`.", "",
+             "| variant | n | ensemble MAE | mean spread | ρ (spread vs \\|error\\|) | p |", "|---|---|---|---|---|---|"]
+    lines += [f"| {escape_markdown(r['label'])} | {r['n']} | {_fmt(r['ensemble_mae'])} | {_fmt(r['mean_spread'])} | "
+              f"{_fmt(r['spread_error_spearman'], 3)} | {_fmt(r['spread_error_p'], 3)} |" for r in rows]
+    return "\n".join(lines) + "\n"
 
 
 def write_comparison(out: Path, runs: list[RunInfo], baseline: str) -> list[dict[str, Any]]:
@@ -223,6 +252,9 @@ def write_comparison(out: Path, runs: list[RunInfo], baseline: str) -> list[dict
     robustness results also ``comparison_robustness.csv`` (curves over seeds, see :func:`robustness_summary`),
     ``comparison_robustness.png`` and ``comparison_gates.png`` (gate means against corruption)."""
     rows = summarize(runs, baseline)
+    calibration = {row["label"]: row.pop("calibration") for row in rows if "calibration" in row}
+    if calibration:
+        save_figure(spread_calibration(calibration), out / COMPARISON_CALIBRATION_PNG)
     _write_table(out / COMPARISON_CSV, rows)
     write_text_atomic(out / COMPARISON_MD, "# Comparison\n\n" + comparison_markdown(rows, baseline))
     write_json_atomic(out / COMPARISON_JSON, {"baseline": baseline, "rows": rows,

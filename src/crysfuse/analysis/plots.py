@@ -214,3 +214,20 @@ def mae_by_group(rows: Sequence[dict[str, Any]], *, xlabel: str, title: str) -> 
     axis.set_title(title, fontsize=10)
     axis.grid(axis="y", alpha=0.3)
     return figure
+
+
+def spread_calibration(curves: dict[str, list[dict[str, float]]]) -> Any:
+    """Ensemble calibration: RMSE of the error against the mean spread of the members, in spread bins, one
+    line per variant (``curves``: label → rows of :func:`crysfuse.analysis.ensemble.calibration_curve`)."""
+    figure, axis = plt.subplots(figsize=(4.8, 4.2))
+    highest = 0.0
+    for label, rows in curves.items():
+        axis.plot([r["spread"] for r in rows], [r["rmse"] for r in rows], marker="o", label=label)
+        highest = max([highest] + [max(r["spread"], r["rmse"]) for r in rows])
+    axis.plot([0, highest], [0, highest], color="grey", linewidth=1, linestyle="--", label="calibrated")
+    axis.set_xlabel("spread over seeds (std of the members)")
+    axis.set_ylabel("RMSE of the ensemble mean")
+    axis.set_title("Ensemble calibration (test set)", fontsize=10)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    return figure

@@ -18,7 +18,12 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from crysfuse import rundir
-from crysfuse.analysis.comparison import COMPARISON_JSON, COMPARISON_MAE_PNG, COMPARISON_ROBUSTNESS_PNG
+from crysfuse.analysis.comparison import (
+    COMPARISON_CALIBRATION_PNG,
+    COMPARISON_JSON,
+    COMPARISON_MAE_PNG,
+    COMPARISON_ROBUSTNESS_PNG,
+)
 from crysfuse.analysis.markup import escape_html as esc
 from crysfuse.analysis.diagnose import spearman
 from crysfuse.analysis.plots import error_histogram, gate_vs_error, learning_curves, mae_by_group, parity_plot
@@ -222,6 +227,7 @@ def comparison_sections(directory: Path) -> list[str]:
         '<p class="note">Ranked by validation MAE; the test split is only reported.</p>',
         _image_file(directory / COMPARISON_MAE_PNG, "MAE per variant"),
         _image_file(directory / COMPARISON_ROBUSTNESS_PNG, "robustness curves"),
+        _image_file(directory / COMPARISON_CALIBRATION_PNG, "ensemble calibration"),
     ]
     for run in data.get("runs", []):
         run_dir = Path(run)
