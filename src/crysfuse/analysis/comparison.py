@@ -15,9 +15,14 @@ import numpy as np
 from scipy.stats import ttest_rel
 
 from crysfuse import rundir
-from crysfuse.analysis.markup import escape_markdown
 from crysfuse.analysis.ensemble import ensemble_uncertainty
-from crysfuse.analysis.plots import plot_mae_bars, plot_robustness_gates, plot_robustness_overlay, spread_calibration
+from crysfuse.analysis.markup import escape_markdown
+from crysfuse.analysis.plots import (
+    plot_mae_bars,
+    plot_robustness_gates,
+    plot_robustness_overlay,
+    spread_calibration,
+)
 from crysfuse.figures import save_figure
 from crysfuse.io import write_csv_atomic, write_json_atomic, write_text_atomic
 
@@ -238,9 +243,10 @@ def _uncertainty_markdown(rows: list[dict[str, Any]]) -> str:
     rows = [r for r in rows if "spread_error_spearman" in r]
     if not rows:
         return ""
-    lines = ["", "Uncertainty: each variant's seeds as an ensemble on the test set (mean prediction; spread = std "
+    intro = ("Uncertainty: each variant's seeds as an ensemble on the test set (mean prediction; spread = std "
              "over the seeds). ρ: Spearman's rank correlation of the spread with the ensemble's |error| (1: the "
-             "spread ranks the errors perfectly); calibration in `comparison_calibration.png`.", "",
+             "spread ranks the errors perfectly); calibration in `comparison_calibration.png`.")
+    lines = ["", intro, "",
              "| variant | n | ensemble MAE | mean spread | ρ (spread vs \\|error\\|) | p |", "|---|---|---|---|---|---|"]
     lines += [f"| {escape_markdown(r['label'])} | {r['n']} | {_fmt(r['ensemble_mae'])} | {_fmt(r['mean_spread'])} | "
               f"{_fmt(r['spread_error_spearman'], 3)} | {_fmt(r['spread_error_p'], 3)} |" for r in rows]

@@ -24,8 +24,8 @@ from crysfuse.analysis.comparison import (
     COMPARISON_MAE_PNG,
     COMPARISON_ROBUSTNESS_PNG,
 )
-from crysfuse.analysis.markup import escape_html as esc
 from crysfuse.analysis.diagnose import spearman
+from crysfuse.analysis.markup import escape_html as esc
 from crysfuse.analysis.plots import error_histogram, gate_vs_error, learning_curves, mae_by_group, parity_plot
 from crysfuse.figures import plt
 from crysfuse.io import write_text_atomic
