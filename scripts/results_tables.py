@@ -40,6 +40,12 @@ def corruption_names() -> list[str]:
     return [f"{mode} {int(ratio * 100)} %" for mode, ratio in CORRUPTIONS]
 
 
+def _mean_spread(row: dict[str, str]) -> str:
+    """``mean ± std``, or the mean alone for one seed (no spread: an empty std)."""
+    mean = f"{float(row['mae_mean']):.4f}"
+    return f"{mean} ± {float(row['mae_std']):.4f}" if row.get("mae_std") else mean
+
+
 def robustness_table(curves: list[dict[str, str]]) -> str:
     """Test MAE per variant: clean and under each corruption (mean ± std over seeds)."""
     by_key = {(r["label"], r["mode"], float(r["ratio"])): r for r in curves}
@@ -48,11 +54,10 @@ def robustness_table(curves: list[dict[str, str]]) -> str:
     header = "| variant | clean | " + " | ".join(corruption_names()) + " |"
     lines = [header, "|" + "---|" * (2 + len(CORRUPTIONS))]
     for label in labels:
-        cells = [f"{float(by_key[(label, 'delete', 0.0)]['mae_mean']):.4f} ± "
-                 f"{float(by_key[(label, 'delete', 0.0)]['mae_std']):.4f}"]
+        cells = [_mean_spread(by_key[(label, "delete", 0.0)])]
         for mode, ratio in CORRUPTIONS:
             row = by_key.get((label, mode, ratio))
-            cells.append(f"{float(row['mae_mean']):.4f} ± {float(row['mae_std']):.4f}" if row else "–")
+            cells.append(_mean_spread(row) if row else "–")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

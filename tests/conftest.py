@@ -38,6 +38,31 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
+BROWSER_SKIP = "browser test skipped:"
+"""Prefix of the skip reason of every test that needs Chromium; the end of the run counts them."""
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """Say at the end of the run that browser tests were skipped (a quiet skip in the middle is missed)."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if BROWSER_SKIP in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_line(
+            f"NOTE: {len(skipped)} browser test(s) were skipped because Chromium or playwright is missing; "
+            "install Debian's chromium (apt-get install chromium, as .ci/run does) to run them.", yellow=True)
+
+
+def chromium_or_skip():
+    """playwright's sync API and the path of Debian's chromium (``$CRYSFUSE_TEST_CHROMIUM`` names another
+    executable), or skip the test with a reason that :func:`pytest_terminal_summary` counts."""
+    import shutil
+
+    playwright = pytest.importorskip("playwright.sync_api", reason=f"{BROWSER_SKIP} playwright is not installed")
+    chromium = shutil.which(os.environ.get("CRYSFUSE_TEST_CHROMIUM", "chromium"))
+    if chromium is None:
+        pytest.skip(f"{BROWSER_SKIP} Debian's chromium is not installed (.ci/run installs it)")
+    return playwright, chromium
+
+
 def require_shared(path: Path) -> Path:
     """``path`` (shared data) if it exists; otherwise skip the test, or fail it under CI."""
     if not path.exists():

@@ -20,9 +20,10 @@ from crysfuse.data.demo import write_demo_dataset
 from crysfuse.data.objects import records_from_structures
 from crysfuse.data.pipeline import prepare
 from crysfuse.data.records import Rejection
-from crysfuse.data.sources import load_config_records
-from crysfuse.predict import Predictions, predict_items
-from crysfuse.rundir import LoadedModel, load_run, write_predictions_csv
+from crysfuse.data.sources import load_config_records, with_default_target
+from crysfuse.io import write_csv_atomic
+from crysfuse.predict import Predictions, combine_members, predict_items
+from crysfuse.rundir import CheckpointError, LoadedModel, load_run, write_predictions_csv
 from crysfuse.training import run as training_run  # called as training_run.train: one place to wrap training
 
 
@@ -41,12 +42,16 @@ class PredictionResult:
     prediction: np.ndarray
     gates: dict[str, np.ndarray] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
+    spread: np.ndarray | None = None
+    """For an ensemble (:func:`load` of several runs): the std of the members' predictions per crystal;
+    ``prediction`` is then their mean."""
 
     def to_dataframe(self) -> Any:
-        """A pandas DataFrame with columns ``id``, ``prediction`` and one per gate."""
+        """A pandas DataFrame with columns ``id``, ``prediction`` (and ``spread``) and one per gate."""
         import pandas as pd
 
-        return pd.DataFrame({"id": self.ids, "prediction": self.prediction, **self.gates})
+        spread = {} if self.spread is None else {"spread": self.spread}
+        return pd.DataFrame({"id": self.ids, "prediction": self.prediction, **spread, **self.gates})
 
 
 class Predictor:
@@ -95,9 +100,45 @@ class Predictor:
                                 rejections=rejections + prepared.rejections)
 
 
-def load(run_dir: str | Path, *, device: str = "cpu") -> Predictor:
-    """Load a finished run directory (safetensors weights + JSON config; nothing is unpickled)."""
-    return Predictor(load_run(run_dir, device=device))
+class EnsemblePredictor:
+    """Several runs of one target (e.g. seeds) used together: the mean of their predictions, and their
+    spread (std over members) as an uncertainty per crystal."""
+
+    def __init__(self, members: Sequence[Predictor], names: Sequence[str] | None = None) -> None:
+        check_same_target([m.config for m in members], names or [f"member {i}" for i in range(len(members))])
+        self.members = list(members)
+
+    @property
+    def config(self) -> Config:
+        return self.members[0].config
+
+    def predict(self, structures: Sequence[Any], texts: Sequence[str | None] | None = None, *,
+                ids: Sequence[str] | None = None, batch_size: int = 64) -> PredictionResult:
+        """As :meth:`Predictor.predict`, with ``prediction`` the members' mean and ``spread`` their std; a
+        crystal is kept when every member could use it. Gates are not combined."""
+        results = [m.predict(structures, texts, ids=ids, batch_size=batch_size) for m in self.members]
+        kept, mean, spread = combine_members([(r.ids, r.prediction) for r in results])
+        rejections = list({(r.id, r.reason): r for result in results for r in result.rejections}.values())
+        return PredictionResult(ids=kept, prediction=mean, rejections=rejections, spread=spread)
+
+
+def check_same_target(configs: Sequence[Config], names: Sequence[str]) -> None:
+    """An ensemble's runs predict one quantity: the same ``data.target``; else a :class:`CheckpointError`."""
+    targets = {c.data.target for c in configs}
+    if len(targets) > 1:
+        listed = ", ".join(f"{n} → '{c.data.target}'" for n, c in zip(names, configs))
+        raise CheckpointError(f"an ensemble needs runs of one target, got {len(targets)} targets: {listed}")
+
+
+def load(run_dir: str | Path | Sequence[str | Path], *, device: str = "cpu") -> Predictor | EnsemblePredictor:
+    """Load a finished run directory (safetensors weights + JSON config; nothing is unpickled); a list of
+    several run directories of one target loads them as an :class:`EnsemblePredictor`."""
+    if isinstance(run_dir, (str, Path)):
+        return Predictor(load_run(run_dir, device=device))
+    runs = list(run_dir)
+    if len(runs) == 1:
+        return Predictor(load_run(runs[0], device=device))
+    return EnsemblePredictor([Predictor(load_run(r, device=device)) for r in runs], [str(r) for r in runs])
 
 
 def train(config: Config | dict[str, Any] | str | Path, *, resume: bool | None = None) -> training_run.RunResult:
@@ -110,7 +151,7 @@ def train(config: Config | dict[str, Any] | str | Path, *, resume: bool | None =
         config = Config.load(config)
     elif isinstance(config, dict):
         config = Config.from_dict(config)
-    return training_run.train(config, resume=resume)
+    return training_run.train(with_default_target(config), resume=resume)
 
 
 DEMO_SETTINGS = {
@@ -139,6 +180,24 @@ def run_demo(out: str | Path, *, num_structures: int = 240, epochs: int = 8,
                             "train.epochs": epochs, "experiment.run_dir": str(out / fusion)}))
         for fusion in fusions
     ]
+
+
+def predict_ensemble_source(run_dirs: Sequence[str | Path], data: str | Path, *, out: str | Path | None = None,
+                            **options: Any) -> tuple[Predictions, np.ndarray, list[Rejection]]:
+    """:func:`predict_source` with several runs of one target: the mean prediction per crystal, its spread
+    (std over the members) and the rejections; ``out`` gets ``id,target,prediction,spread,members``."""
+    check_same_target([load_run(r).config for r in run_dirs], [str(r) for r in run_dirs])
+    results = [predict_source(r, data, **options) for r in run_dirs]
+    kept, mean, spread = combine_members([(p.ids, p.prediction) for p, _ in results])
+    targets = dict(zip(results[0][0].ids, results[0][0].target))
+    predictions = Predictions(ids=kept, target=np.array([targets[i] for i in kept], dtype=float), prediction=mean,
+                              precision=results[0][0].precision)
+    if out is not None:
+        write_csv_atomic(Path(out), ["id", "target", "prediction", "spread", "members"],
+                         ([i, repr(float(t)), repr(float(p)), repr(float(s)), len(run_dirs)]
+                          for i, t, p, s in zip(kept, predictions.target, mean, spread)))
+    rejections = list({(r.id, r.reason): r for _, rej in results for r in rej}.values())
+    return predictions, spread, rejections
 
 
 def predict_source(

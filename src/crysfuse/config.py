@@ -33,6 +33,30 @@ class ConfigError(ValueError):
     """A config file or override does not fit the config schema."""
 
 
+@dataclass(frozen=True)
+class Preset:
+    """A named model and training size (``crysfuse train --preset NAME``): typed settings for :meth:`Config.replace`."""
+
+    description: str
+    settings: dict[str, Any]
+
+
+_SIZE_KEYS = ("model.num_alignn_layers", "model.num_gcn_layers", "model.dim_hidden", "fusion.num_heads",
+              "fusion.dim_hidden", "train.epochs", "train.batch_size", "train.learning_rate", "train.patience")
+
+PRESETS: dict[str, Preset] = {
+    "alignn": Preset("ALIGNN's published size (4 ALIGNN + 4 edge-gated layers, hidden 256, 100 epochs): the "
+                     "defaults; hours per epoch on a laptop CPU with real data", {}),
+    "cpu-small": Preset("a quarter of the width for a laptop or 2-core CPU (2 + 2 layers, hidden 64, 30 epochs, "
+                        "early stop after 8), as configs/cpu_small.yaml",
+                        {"model.num_alignn_layers": 2, "model.num_gcn_layers": 2, "model.dim_hidden": 64,
+                         "fusion.num_heads": 4, "fusion.dim_hidden": 128, "train.epochs": 30,
+                         "train.batch_size": 32, "train.learning_rate": 0.002, "train.patience": 8}),
+}
+"""The named presets. Each sets every key of ``_SIZE_KEYS`` (a key a preset leaves out gets its default), so
+a preset replaces the size of a config file it is applied to."""
+
+
 @dataclass
 class DataConfig:
     """Where the records come from and how they are split."""
@@ -295,6 +319,14 @@ class Config:
             node[keys[-1]] = value
         return Config.from_dict(data)
 
+    def with_preset(self, name: str) -> Config:
+        """A copy with the model and training size of the preset ``name`` (see :data:`PRESETS`)."""
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset '{name}'; known: {', '.join(PRESETS)}")
+        defaults = Config().to_dict()
+        size = {key: _lookup(defaults, key) for key in _SIZE_KEYS}
+        return self.replace({**size, **PRESETS[name].settings})
+
     def with_overrides(self, overrides: list[str]) -> Config:
         """Return a copy with ``section.key=value`` overrides applied (the ``--set`` syntax of the CLI); values
         are parsed as YAML scalars, then applied with :meth:`replace`."""
@@ -305,6 +337,12 @@ class Config:
             dotted, raw = item.split("=", 1)
             changes.append((dotted, yaml.safe_load(raw)))
         return self.replace(changes)
+
+
+def _lookup(data: dict[str, Any], dotted: str) -> Any:
+    for key in dotted.split("."):
+        data = data[key]
+    return data
 
 
 def _build(cls: type, data: Any, prefix: str) -> Any:

@@ -29,7 +29,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from crysfuse.config import TRAIN_FLAGS, Config
+from crysfuse.config import PRESETS, TRAIN_FLAGS, Config
 from crysfuse.data.corruption import MODES, STRATEGIES
 from crysfuse.data.describe import DESCRIBERS
 from crysfuse.fusion import FUSION
@@ -175,6 +175,15 @@ def render_variant_table() -> str:
     return "\n".join(out + ["", VARIANT_TABLE_END]) + "\n"
 
 
+def _preset_table() -> list[str]:
+    """The presets of ``crysfuse train --preset`` as Markdown table lines."""
+    rows = ["| preset | what it is | settings |", "|---|---|---|"]
+    for name, preset in PRESETS.items():
+        settings = ", ".join(f"`{key}={_value(value)}`" for key, value in preset.settings.items())
+        rows.append(f"| `{name}` | {_cell(preset.description)} | {settings or 'the defaults'} |")
+    return rows
+
+
 def render_reference() -> str:
     """The whole Markdown page of ``docs/configuration.md``."""
     sections = iter_sections()
@@ -197,8 +206,10 @@ def render_reference() -> str:
         "",
         "1. the defaults below;",
         "2. a YAML or JSON file, `--config FILE` (a partial tree is fine: missing keys keep their defaults);",
-        "3. the flags of `crysfuse train` (`--data`, `--epochs`, ..., table below);",
-        "4. `--set section.key=value` overrides, in the order given; values are parsed as YAML scalars",
+        "3. a named preset of the model and training size, `crysfuse train --preset NAME` (table below;",
+        "   `Config().with_preset(NAME)` in Python);",
+        "4. the flags of `crysfuse train` (`--data`, `--epochs`, ..., table below);",
+        "5. `--set section.key=value` overrides, in the order given; values are parsed as YAML scalars",
         "   (`--set train.patience=null`, `--set fusion.middle_layers=[1,2]`; an empty string needs YAML quotes",
         "   inside shell quotes: `--set \"text.describer=''\"`).",
         "",
@@ -209,6 +220,8 @@ def render_reference() -> str:
         "crysfuse config --show --set fusion.name=gated --set train.epochs=50 > gated.yaml",
         "crysfuse config --show --config gated.yaml --set train.seed=1",
         "```",
+        "",
+        *_preset_table(),
         "",
         "| flag of `crysfuse train` | key |",
         "|---|---|",

@@ -103,3 +103,14 @@ def regression_metrics(target: np.ndarray, prediction: np.ndarray) -> dict[str, 
         "r2": float(1.0 - np.mean(error**2) / variance) if variance > 0 else float("nan"),
         "max_error": float(np.max(np.abs(error))),
     }
+
+
+def combine_members(
+    members: Sequence[tuple[Sequence[str], np.ndarray]],
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The ids every member predicted (in the first member's order), the mean and the std over members
+    (population std, 0 for a single member)."""
+    values = [dict(zip(ids, prediction)) for ids, prediction in members]
+    kept = [i for i in members[0][0] if all(i in v for v in values)]
+    stacked = np.array([[v[i] for i in kept] for v in values], dtype=float).reshape(len(values), len(kept))
+    return kept, stacked.mean(axis=0), stacked.std(axis=0)

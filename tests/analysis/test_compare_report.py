@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from crysfuse.cli import main
-from tests.conftest import SHARED_DATA, TINY_MODEL
+from tests.conftest import SHARED_DATA, TINY_MODEL, chromium_or_skip
 
 HOSTILE = '"><img src=x onerror=alert(1)><script>alert("x")</script>'
 
@@ -45,7 +46,11 @@ def test_matrix_writes_the_comparison(matrix_out):
     assert float(rows["graph_only"]["deleted_text_mae_mean"]) == pytest.approx(
         float(rows["graph_only"]["test_mae_mean"]), rel=1e-6)  # graph_only ignores text
     assert float(simplified["robustness_clean_mae_mean"]) == pytest.approx(float(simplified["test_mae_mean"]), rel=1e-4)
+    # the two seeds of each variant as an ensemble: how well their spread ranks the test errors
+    assert -1 <= float(simplified["spread_error_spearman"]) <= 1 and float(simplified["mean_spread"]) > 0
+    assert float(simplified["ensemble_mae"]) > 0 and (result / "comparison_calibration.png").stat().st_size > 1000
     markdown = (result / "comparison.md").read_text()
+    assert "Uncertainty: each variant's seeds as an ensemble" in markdown
     assert " ± " in markdown and "Ranked by validation MAE" in markdown and " (clean 0." in markdown
     for name in ("comparison_mae.png", "comparison_robustness.png", "comparison_gates.png"):
         assert (result / name).stat().st_size > 1000
@@ -88,16 +93,43 @@ def test_summarise_existing_runs_escapes_labels(matrix_out, tmp_path):
     assert "<script" not in page and "<img src=x" not in page
 
 
-def _open_in_chromium(path: Path) -> dict:
-    playwright = pytest.importorskip("playwright.sync_api")
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+VIEWPORT = {"width": 1300, "height": 900}
+LAYOUT_JS = """() => {
+    const width = window.innerWidth, wide = [];
+    for (const el of document.body.querySelectorAll('*')) {
+        if (el.parentElement.closest('.table-wrap')) continue;  // tables scroll inside their own box
+        const box = el.getBoundingClientRect();
+        if (box.width > width || box.right > width + 1) wide.push(el.tagName + ' ' + Math.round(box.width));
+    }
+    return {scroll_width: document.documentElement.scrollWidth, width: width, wide: wide.slice(0, 10)};
+}"""
+
+
+def _screenshot_path(tmp_path: Path, name: str) -> Path:
+    """Where a test's screenshot goes: ``$CRYSFUSE_SCREENSHOTS`` (``docs/img`` to refresh the docs' pictures)
+    or the test's temporary folder."""
+    folder = Path(os.environ.get("CRYSFUSE_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
+
+def _assert_fits_the_window(info: dict, screenshot: Path) -> None:
+    """What a person sees in a 1,300-px-wide window: no horizontal page scroll, no element wider than the
+    window, every figure loaded; the first screen's screenshot is small enough for the docs."""
+    layout = info["layout"]
+    assert layout["width"] == VIEWPORT["width"]
+    assert layout["scroll_width"] <= layout["width"] and layout["wide"] == [], layout
+    assert info["images"] and all(ok for _, ok in info["images"]), info["images"]
+    assert 10_000 < screenshot.stat().st_size < 300_000
+
+
+def _open_in_chromium(path: Path, screenshot: Path | None = None) -> dict:
+    playwright, chromium = chromium_or_skip()
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run"])
-        page = browser.new_page()
+        page = browser.new_page(viewport=VIEWPORT)
         messages, dialogs = [], []
         page.on("console", lambda m: messages.append((m.type, m.text)))
         page.on("pageerror", lambda e: messages.append(("pageerror", str(e))))
@@ -110,6 +142,9 @@ def _open_in_chromium(path: Path) -> dict:
             images: Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0]),
             title: document.title,
         })""")
+        info["layout"] = page.evaluate(LAYOUT_JS)
+        if screenshot is not None:
+            page.screenshot(path=str(screenshot))
         browser.close()
     info["errors"] = [m for m in messages if m[0] in ("error", "pageerror")]
     info["dialogs"] = dialogs
@@ -119,10 +154,12 @@ def _open_in_chromium(path: Path) -> dict:
 def test_report_of_a_comparison_renders_in_chromium(matrix_out, tmp_path):
     out = tmp_path / "comparison.html"
     assert main(["report", str(matrix_out / "result"), "--out", str(out)]) == 0
-    info = _open_in_chromium(out)
+    screenshot = _screenshot_path(tmp_path, "report_comparison.png")
+    info = _open_in_chromium(out, screenshot)
     assert info["errors"] == [] and info["dialogs"] == []
     assert info["tables"] >= 1 and info["rows"] >= 2
-    assert len(info["images"]) >= 2 and all(ok for _, ok in info["images"])
+    assert len(info["images"]) >= 2
+    _assert_fits_the_window(info, screenshot)
 
 
 def test_report_of_a_run_with_diagnosis_and_robustness(matrix_out, tmp_path):
@@ -131,11 +168,16 @@ def test_report_of_a_run_with_diagnosis_and_robustness(matrix_out, tmp_path):
     out = tmp_path / "run.html"
     assert main(["report", str(run_dir), "--out", str(out)]) == 0
     page = out.read_text()
-    for heading in ("Summary", "Learning curves", "Gates during training", "Diagnosis", "Robustness", "Config"):
+    for heading in ("Summary", "Learning curves", "Test set predictions", "Gates during training", "Diagnosis",
+                    "Robustness", "Config"):
         assert f">{heading}" in page, heading
-    info = _open_in_chromium(out)
-    assert info["errors"] == [] and info["tables"] >= 4
-    assert all(ok for _, ok in info["images"]) and len(info["images"]) >= 4
+    for alt in ("parity plot", "error histogram", "MAE per target range", "gate vs error"):
+        assert f'alt="{alt}"' in page, alt
+    screenshot = _screenshot_path(tmp_path, "report_run.png")
+    info = _open_in_chromium(out, screenshot)
+    assert info["errors"] == [] and info["tables"] >= 5
+    assert len(info["images"]) >= 8
+    _assert_fits_the_window(info, screenshot)
 
 
 def test_report_refuses_a_directory_without_results(tmp_path):
@@ -195,3 +237,52 @@ def test_summary_skips_unfinished_run_directories(matrix_out, tmp_path, caplog):
     assert "skipping 1 run directories without summary.json" in caplog.text and str(unfinished) in caplog.text
     with pytest.raises(SystemExit, match="none of the given directories"):
         main(["compare", str(unfinished), "--out", str(tmp_path / "out2")])
+
+
+def _one_seed_run(label: str, val: float, test: float, errors: dict[str, float]):
+    from crysfuse.analysis.comparison import RunInfo
+
+    summary = {"val_mae": val, "test_mae": test, "fusion": label, "seed": 0, "n_params_fusion": 0,
+               "train_seconds": 1.0, "best_epoch": 1}
+    return RunInfo(run_dir=Path(label), label=label, seed=0, summary=summary, test_errors=errors)
+
+
+def test_a_comparison_with_one_seed_shows_n_1_and_no_spread(tmp_path):
+    from crysfuse.analysis.comparison import write_comparison
+    from crysfuse.analysis.report import write_report
+
+    runs = [_one_seed_run("graph_only", 0.30, 0.31, {"a": 0.2, "b": 0.4}),
+            _one_seed_run("simplified", 0.25, 0.27, {"a": 0.1, "b": 0.44})]
+    rows = write_comparison(tmp_path, runs, "graph_only")
+    assert [(r["n"], r["val_mae_std"], r["test_mae_std"]) for r in rows] == [(1, None, None)] * 2
+    markdown = (tmp_path / "comparison.md").read_text()
+    assert "| rank | variant | n |" in markdown and "| 1 | simplified | 1 | 0.2500 | 0.2700 |" in markdown
+    assert " ± " not in markdown.split("\n\n")[0].split("|---|")[-1]  # no spread in the table body
+    with open(tmp_path / "comparison.csv", newline="") as handle:
+        assert [row["test_mae_std"] for row in csv.DictReader(handle)] == ["", ""]
+    page = write_report(tmp_path, tmp_path / "report.html").read_text()
+    head = page[page.index("<thead>"): page.index("</thead>")]
+    assert "<th>n</th>" in head and "<th>seeds</th>" not in head
+    first_row = page[page.index("<tbody><tr>"): page.index("</tr>", page.index("<tbody>"))]
+    assert first_row.startswith("<tbody><tr><td>1</td><td>simplified</td><td>1</td><td>0.25</td><td>–</td>")
+    assert "nan" not in first_row
+
+
+def test_report_numbers_are_rounded_to_what_they_mean():
+    from crysfuse.analysis.report import rounded, table
+
+    assert [rounded(v) for v in (0.123456, 12.3456, 1234.567, float("nan"))] == ["0.123", "12.3", "1,235", "–"]
+    html = table([{"n_params": 1234567, "mae": 0.0123456, "ok": True}])
+    assert "<td>1,234,567</td>" in html and "<td>0.0123</td>" in html and "<td>True</td>" in html
+
+
+def test_mae_by_target_range_splits_at_quantiles():
+    import numpy as np
+
+    from crysfuse.analysis.report import mae_by_target_range
+    from crysfuse.predict import Predictions
+
+    target = np.arange(10, dtype=float)
+    predictions = Predictions(ids=[str(i) for i in range(10)], target=target, prediction=target + (target >= 5))
+    rows = mae_by_target_range(predictions, bins=2)
+    assert [(r["n"], r["mae"]) for r in rows] == [(5, 0.0), (5, 1.0)]

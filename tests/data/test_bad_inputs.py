@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,20 @@ CASES: dict[str, Case] = {
     "misspelt target": Case(lambda t: _json(t, []), expect_error="no record has the target 'Y'", target="Y"),
     "duplicate ids": Case(lambda t: _json(t, [jarvis_record("good-1", _good(7), y=1.0)]),
                           bad_id="good-1", stage="load", reason="duplicate id"),
+    "JSON target true": Case(lambda t: _json(t, [jarvis_record("bool", _good(5), y=True)]),
+                             bad_id="bool", stage="target", reason="is a boolean, not a number"),
+    "JSON target list": Case(lambda t: _json(t, [jarvis_record("list", _good(5), y=[1.0])]),
+                             bad_id="list", stage="target", reason="is a list, not a number"),
+    "JSON target object": Case(lambda t: _json(t, [jarvis_record("obj", _good(5), y={"v": 1.0})]),
+                               bad_id="obj", stage="target", reason="is a object .mapping., not a number"),
+    "id pointing outside the folder": Case(
+        lambda t: _good(9).to(filename=str(t / "other.cif")) and _cgcnn(t, {}, "../other,1\n"),
+        bad_id="../other", stage="structure", reason="points outside the data folder", target="target"),
+    "absolute id": Case(lambda t: _good(9).to(filename=str(t / "abs.cif")) and _cgcnn(t, {}, f"{t / 'abs'},1\n"),
+                        bad_id=None, stage="structure", reason="points outside the data folder", target="target"),
+    "atoms dict missing its lattice": Case(lambda t: _json(t, [{"id": "nolat", "y": 1.0, "atoms": {
+        "elements": ["Na"], "coords": [[0, 0, 0]]}}]), bad_id="nolat", stage="structure",
+        reason="the atoms dict has no 'lattice_mat'"),
     "missing structure file": Case(lambda t: _cgcnn(t, {}, "ghost,1\n"), bad_id="ghost", stage="structure",
                                    reason="no structure file", target="target"),
     "row that is not an object": Case(lambda t: _json(t, [[1, 2, 3]]), bad_id="#3", stage="load",
@@ -204,10 +219,11 @@ def test_bad_input(name, tmp_path):
     loaded = load_records(source, case.target)
     prepared = prepare(loaded.records, _config(tmp_path), uses_text=False)
     rejections = loaded.rejections + prepared.rejections
-    matching = [r for r in rejections if r.id == case.bad_id]
-    assert matching, f"{case.bad_id} not rejected: {rejections}"
+    bad_id = case.bad_id or next(r.id for r in rejections if r.id.startswith(str(tmp_path)))
+    matching = [r for r in rejections if r.id == bad_id]
+    assert matching, f"{bad_id} not rejected: {rejections}"
     rejection = matching[0]
-    assert rejection.reason.strip()
+    assert _is_a_sentence(rejection.reason), rejection
     if case.stage:
         assert rejection.stage == case.stage, rejection
     if case.reason:
@@ -218,7 +234,66 @@ def test_bad_input(name, tmp_path):
     assert {f"good-{i}" for i in range(3)} <= set(prepared.items) or {f"g{i}" for i in range(3)} <= set(prepared.items)
     ids_in = {r.id for r in loaded.records} | {r.id for r in loaded.rejections}
     assert set(prepared.items) | {r.id for r in prepared.rejections} == {r.id for r in loaded.records}
-    assert case.bad_id in ids_in
+    assert bad_id in ids_in
+
+
+def _is_a_sentence(reason: str) -> bool:
+    """Words a person reads, not bare exception text such as ``'props'`` or ``KeyError``."""
+    return len(reason.split()) >= 3 and not re.fullmatch(r"\W*[\w.]+\W*", reason)
+
+
+def test_bare_exception_text_becomes_a_sentence():
+    from crysfuse.data.records import error_sentence
+
+    assert error_sentence(KeyError("props")) == "the key 'props' is missing"
+    assert _is_a_sentence(error_sentence(KeyError("props"))) and not _is_a_sentence("'props'")
+    assert error_sentence(RuntimeError()) == "RuntimeError (no message)"
+    assert error_sentence(ValueError("structure has no atoms")) == "structure has no atoms"
+    assert "IndexError" not in error_sentence(IndexError("list index out of range"))
+
+
+def test_jarvis_atoms_dict_without_props_is_accepted(tmp_path):
+    atoms = _atoms([[4, 0, 0], [0, 4, 0], [0, 0, 4]], ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    del atoms["props"], atoms["cartesian"]
+    loaded = load_records(_json(tmp_path, [{"id": "noprops", "y": 2.5, "atoms": atoms}]), "y")
+    assert not loaded.rejections
+    record = {r.id: r for r in loaded.records}["noprops"]
+    assert record.target == 2.5 and record.structure.composition.reduced_formula == "NaCl"
+
+
+def _headerless_cgcnn(tmp: Path, n: int) -> Path:
+    folder = tmp / "cg"
+    folder.mkdir()
+    for i in range(n):
+        _good(i).to(filename=str(folder / f"s{i}.cif"))
+    (folder / "id_prop.csv").write_text("".join(f"s{i},{0.1 * i:.2f}\n" for i in range(n)))
+    return folder
+
+
+def test_headerless_cgcnn_folder_defaults_to_its_value_column(tmp_path, capsys):
+    from crysfuse.cli import main
+    from crysfuse.data.sources import default_target
+
+    folder = _headerless_cgcnn(tmp_path, 4)
+    assert default_target(folder) == "target" and default_target(tmp_path) is None
+    assert main(["data", "check", str(folder), "--no-graphs"]) == 0
+    out = capsys.readouterr().out
+    assert "target: 4 values" in out and "(target 'target')" in out
+    (folder / "id_prop.csv").write_text("s0,1.0,2.0\n")  # two value columns: the user must choose
+    assert default_target(folder) is None
+
+
+def test_train_on_a_headerless_cgcnn_folder_needs_no_target(tmp_path, cache_dir):
+    from crysfuse.cli import main
+
+    run_dir = tmp_path / "run"
+    args = ["train", "--data", str(_headerless_cgcnn(tmp_path, 24)), "--epochs", "1", "--run-dir", str(run_dir),
+            "--cache-dir", str(cache_dir), "--fusion", "graph_only"]
+    for setting in TINY_MODEL:
+        args += ["--set", setting]
+    assert main(args) == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["target"] == "target" and math.isfinite(summary["test_mae"])
 
 
 # ------------------------------------------------------------------------------------- text and caches

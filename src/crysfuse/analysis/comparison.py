@@ -15,8 +15,14 @@ import numpy as np
 from scipy.stats import ttest_rel
 
 from crysfuse import rundir
+from crysfuse.analysis.ensemble import ensemble_uncertainty
 from crysfuse.analysis.markup import escape_markdown
-from crysfuse.analysis.plots import plot_mae_bars, plot_robustness_gates, plot_robustness_overlay
+from crysfuse.analysis.plots import (
+    plot_mae_bars,
+    plot_robustness_gates,
+    plot_robustness_overlay,
+    spread_calibration,
+)
 from crysfuse.figures import save_figure
 from crysfuse.io import write_csv_atomic, write_json_atomic, write_text_atomic
 
@@ -32,6 +38,7 @@ COMPARISON_MAE_PNG = "comparison_mae.png"
 COMPARISON_ROBUSTNESS_CSV = "comparison_robustness.csv"
 COMPARISON_ROBUSTNESS_PNG = "comparison_robustness.png"
 COMPARISON_GATES_PNG = "comparison_gates.png"
+COMPARISON_CALIBRATION_PNG = "comparison_calibration.png"
 
 
 @dataclass
@@ -76,11 +83,12 @@ def read_run(run_dir: str | Path) -> RunInfo:
     return info
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample std of the finite values; the std is ``None`` (no spread) for a single value."""
     array = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     if array.size == 0:
         return math.nan, math.nan
-    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else 0.0
+    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else None
 
 
 def paired_test(runs: list[RunInfo], baseline: list[RunInfo], *, seed: int = 0) -> dict[str, Any]:
@@ -123,6 +131,7 @@ def summarize(runs: list[RunInfo], baseline: str = "graph_only") -> list[dict[st
         test = _mean_std([r.summary["test_mae"] for r in members])
         row: dict[str, Any] = {
             "label": label,
+            "n": len(members),
             "fusion": members[0].summary.get("fusion"),
             "seeds": sorted(r.seed for r in members),
             "val_mae_mean": val[0], "val_mae_std": val[1],
@@ -135,11 +144,24 @@ def summarize(runs: list[RunInfo], baseline: str = "graph_only") -> list[dict[st
         }
         if label != baseline and base_runs:
             row.update({f"vs_{baseline}_{k}": v for k, v in paired_test(members, base_runs).items()})
+        row.update(_ensemble_columns(members))
         rows.append(row)
     rows.sort(key=lambda r: (math.isnan(r["val_mae_mean"]), r["val_mae_mean"]))
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
     return rows
+
+
+def _ensemble_columns(members: list[RunInfo]) -> dict[str, Any]:
+    """With ≥ 2 seeds: the seeds as an ensemble on the test set (``ensemble_mae``, ``spread_error_spearman``
+    and its p-value, ``mean_spread``); the calibration curve is kept for the figure, not the tables."""
+    predictions = [rundir.read_predictions(r.run_dir, "test") for r in members]
+    result = ensemble_uncertainty([p for p in predictions if p is not None])
+    if result is None:
+        return {}
+    return {"ensemble_mae": result["ensemble_mae"], "mean_spread": result["mean_spread"],
+            "spread_error_spearman": result["spread_error_spearman"], "spread_error_p": result["spread_error_p"],
+            "calibration": result["calibration"]}
 
 
 GATE_SUFFIX = "_mean"
@@ -175,6 +197,11 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def _mean_spread(mean: float, std: float | None) -> str:
+    """``mean ± std``, or the mean alone when there is no spread (one seed)."""
+    return _fmt(mean) if std is None else f"{_fmt(mean)} ± {_fmt(std)}"
+
+
 def _deleted_text_cell(row: dict[str, Any]) -> str:
     """MAE with all text deleted, and in brackets the clean MAE on the same (robustness) records."""
     deleted, clean = row.get("deleted_text_mae_mean"), row.get("robustness_clean_mae_mean")
@@ -185,7 +212,7 @@ def _deleted_text_cell(row: dict[str, Any]) -> str:
 
 def comparison_markdown(rows: list[dict[str, Any]], baseline: str) -> str:
     """The ranked table as Markdown (labels escaped)."""
-    header = ("| rank | variant | seeds | val MAE | test MAE | Δ test vs " + escape_markdown(baseline)
+    header = ("| rank | variant | n | val MAE | test MAE | Δ test vs " + escape_markdown(baseline)
               + " | p (seeds) | bootstrap 95 % CI | p (bootstrap) | extra params | train s | epochs to best "
               "| MAE, text deleted |")
     lines = [header, "|" + "---|" * 13]
@@ -193,22 +220,37 @@ def comparison_markdown(rows: list[dict[str, Any]], baseline: str) -> str:
         prefix = f"vs_{baseline}_"
         ci = row.get(prefix + "bootstrap_ci")
         lines.append("| " + " | ".join([
-            str(row["rank"]), escape_markdown(row["label"]), str(len(row["seeds"])),
-            f"{_fmt(row['val_mae_mean'])} ± {_fmt(row['val_mae_std'])}",
-            f"{_fmt(row['test_mae_mean'])} ± {_fmt(row['test_mae_std'])}",
+            str(row["rank"]), escape_markdown(row["label"]), str(row["n"]),
+            _mean_spread(row["val_mae_mean"], row["val_mae_std"]),
+            _mean_spread(row["test_mae_mean"], row["test_mae_std"]),
             _fmt(row.get(prefix + "delta_test_mae")), _fmt(row.get(prefix + "p_seeds"), 3),
             f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "–", _fmt(row.get(prefix + "p_bootstrap"), 3),
             f"{row['n_params_fusion']:,}", _fmt(row["train_seconds_mean"], 1), _fmt(row["best_epoch_mean"], 1),
             _deleted_text_cell(row),
         ]) + " |")
     notes = (
-        "\nMean ± sample std over seeds. Ranked by validation MAE (model selection never sees the test split). "
+        "\nn: seeds per variant. Mean ± sample std over seeds (the mean alone for n = 1). Ranked by validation MAE (model selection never sees the test split). "
         f"Δ: test MAE minus the paired `{escape_markdown(baseline)}` run (same seed); p (seeds): paired t-test "
         "over seeds; bootstrap: per-test-record error differences averaged over seeds, resampled "
         f"{BOOTSTRAP_SAMPLES} times. Negative Δ is better. MAE, text deleted: the robustness evaluation with "
         "every word deleted, next to the clean MAE on the same records (robustness may use part of the split).\n"
     )
-    return "\n".join(lines) + "\n" + notes
+    return "\n".join(lines) + "\n" + notes + _uncertainty_markdown(rows)
+
+
+def _uncertainty_markdown(rows: list[dict[str, Any]]) -> str:
+    """The seeds of each variant as an ensemble (variants with ≥ 2 seeds), or nothing."""
+    rows = [r for r in rows if "spread_error_spearman" in r]
+    if not rows:
+        return ""
+    intro = ("Uncertainty: each variant's seeds as an ensemble on the test set (mean prediction; spread = std "
+             "over the seeds). ρ: Spearman's rank correlation of the spread with the ensemble's |error| (1: the "
+             "spread ranks the errors perfectly); calibration in `comparison_calibration.png`.")
+    lines = ["", intro, "",
+             "| variant | n | ensemble MAE | mean spread | ρ (spread vs \\|error\\|) | p |", "|---|---|---|---|---|---|"]
+    lines += [f"| {escape_markdown(r['label'])} | {r['n']} | {_fmt(r['ensemble_mae'])} | {_fmt(r['mean_spread'])} | "
+              f"{_fmt(r['spread_error_spearman'], 3)} | {_fmt(r['spread_error_p'], 3)} |" for r in rows]
+    return "\n".join(lines) + "\n"
 
 
 def write_comparison(out: Path, runs: list[RunInfo], baseline: str) -> list[dict[str, Any]]:
@@ -216,6 +258,9 @@ def write_comparison(out: Path, runs: list[RunInfo], baseline: str) -> list[dict
     robustness results also ``comparison_robustness.csv`` (curves over seeds, see :func:`robustness_summary`),
     ``comparison_robustness.png`` and ``comparison_gates.png`` (gate means against corruption)."""
     rows = summarize(runs, baseline)
+    calibration = {row["label"]: row.pop("calibration") for row in rows if "calibration" in row}
+    if calibration:
+        save_figure(spread_calibration(calibration), out / COMPARISON_CALIBRATION_PNG)
     _write_table(out / COMPARISON_CSV, rows)
     write_text_atomic(out / COMPARISON_MD, "# Comparison\n\n" + comparison_markdown(rows, baseline))
     write_json_atomic(out / COMPARISON_JSON, {"baseline": baseline, "rows": rows,

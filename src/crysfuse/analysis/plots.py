@@ -60,7 +60,7 @@ def plot_mae_bars(rows: list[dict[str, Any]]) -> Any:
     width = 0.38
     for offset, split, colour in ((-width / 2, "val", "tab:blue"), (width / 2, "test", "tab:orange")):
         axis.bar(positions + offset, [r[f"{split}_mae_mean"] for r in rows], width,
-                 yerr=[0 if np.isnan(r[f"{split}_mae_std"]) else r[f"{split}_mae_std"] for r in rows],
+                 yerr=np.nan_to_num(np.array([r[f"{split}_mae_std"] for r in rows], dtype=float)),
                  capsize=3, label=f"{split} MAE", color=colour)
     axis.set_xticks(positions, [r["label"] for r in rows], rotation=30, ha="right")
     axis.set_ylabel("MAE (mean ± std over seeds)")
@@ -166,15 +166,68 @@ def gate_vs_error(clean: Predictions, rho: dict[str, float]) -> Any:
 def parity(clean: Predictions, deleted: Predictions, mae: dict[str, float]) -> Any:
     """Prediction against target with clean text and with all text deleted (``mae`` by ``clean``/
     ``text_deleted`` for the legend)."""
+    return parity_plot([(clean, f"clean (MAE {mae['clean']:.3f})"),
+                        (deleted, f"text deleted (MAE {mae['text_deleted']:.3f})")])
+
+
+def parity_plot(series: Sequence[tuple[Predictions, str]], title: str = "") -> Any:
+    """Prediction against target, one scatter per ``(predictions, legend label)``, with the diagonal."""
     figure, axis = plt.subplots(figsize=(4.5, 4.5))
-    for predictions, label, key in ((clean, "clean", "clean"), (deleted, "text deleted", "text_deleted")):
-        axis.scatter(predictions.target, predictions.prediction, s=10, alpha=0.6,
-                     label=f"{label} (MAE {mae[key]:.3f})")
-    finite = np.concatenate([clean.target, clean.prediction, deleted.prediction])
+    for predictions, label in series:
+        axis.scatter(predictions.target, predictions.prediction, s=10, alpha=0.6, label=label)
+    finite = np.concatenate([np.concatenate([p.target, p.prediction]) for p, _ in series])
     finite = finite[np.isfinite(finite)]
     if finite.size:
         axis.plot([finite.min(), finite.max()], [finite.min(), finite.max()], color="grey", linewidth=1)
     axis.set_xlabel("target")
     axis.set_ylabel("prediction")
     axis.legend(fontsize=8)
+    if title:
+        axis.set_title(title, fontsize=10)
+    return figure
+
+
+def error_histogram(predictions: Predictions, title: str = "prediction error") -> Any:
+    """The distribution of the signed error (prediction − target), with its mean and the MAE."""
+    error = (predictions.prediction - predictions.target)
+    error = error[np.isfinite(error)]
+    figure, axis = plt.subplots(figsize=(4.5, 3.4))
+    axis.hist(error, bins=min(40, max(5, error.size // 4)), color="tab:blue", alpha=0.8)
+    axis.axvline(0.0, color="grey", linewidth=1)
+    if error.size:
+        axis.set_title(f"{title}: MAE {np.abs(error).mean():.3g}, mean {error.mean():+.3g}", fontsize=10)
+    axis.set_xlabel("prediction − target")
+    axis.set_ylabel("crystals")
+    return figure
+
+
+def mae_by_group(rows: Sequence[dict[str, Any]], *, xlabel: str, title: str) -> Any:
+    """Bars of the MAE per group (``rows``: ``group``, ``n``, ``mae``), each labelled with its count."""
+    figure, axis = plt.subplots(figsize=(max(4.5, 0.6 * len(rows) + 2), 3.4))
+    positions = np.arange(len(rows))
+    axis.bar(positions, [r["mae"] for r in rows], color="tab:orange")
+    for x, row in zip(positions, rows):
+        axis.annotate(f"n={row['n']}", (x, row["mae"]), ha="center", va="bottom", fontsize=7)
+    axis.set_xticks(positions, [str(r["group"]) for r in rows], rotation=30, ha="right", fontsize=8)
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel("MAE")
+    axis.set_title(title, fontsize=10)
+    axis.grid(axis="y", alpha=0.3)
+    return figure
+
+
+def spread_calibration(curves: dict[str, list[dict[str, float]]]) -> Any:
+    """Ensemble calibration: RMSE of the error against the mean spread of the members, in spread bins, one
+    line per variant (``curves``: label → rows of :func:`crysfuse.analysis.ensemble.calibration_curve`)."""
+    figure, axis = plt.subplots(figsize=(4.8, 4.2))
+    highest = 0.0
+    for label, rows in curves.items():
+        axis.plot([r["spread"] for r in rows], [r["rmse"] for r in rows], marker="o", label=label)
+        highest = max([highest] + [max(r["spread"], r["rmse"]) for r in rows])
+    axis.plot([0, highest], [0, highest], color="grey", linewidth=1, linestyle="--", label="calibrated")
+    axis.set_xlabel("spread over seeds (std of the members)")
+    axis.set_ylabel("RMSE of the ensemble mean")
+    axis.set_title("Ensemble calibration (test set)", fontsize=10)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
     return figure

@@ -10,14 +10,23 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
+
 from crysfuse import rundir
-from crysfuse.analysis.comparison import COMPARISON_JSON, COMPARISON_MAE_PNG, COMPARISON_ROBUSTNESS_PNG
+from crysfuse.analysis.comparison import (
+    COMPARISON_CALIBRATION_PNG,
+    COMPARISON_JSON,
+    COMPARISON_MAE_PNG,
+    COMPARISON_ROBUSTNESS_PNG,
+)
+from crysfuse.analysis.diagnose import spearman
 from crysfuse.analysis.markup import escape_html as esc
-from crysfuse.analysis.plots import learning_curves
+from crysfuse.analysis.plots import error_histogram, gate_vs_error, learning_curves, mae_by_group, parity_plot
 from crysfuse.figures import plt
 from crysfuse.io import write_text_atomic
 from crysfuse.rundir.layout import (
@@ -30,8 +39,10 @@ from crysfuse.rundir.layout import (
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
-h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+h1{font-size:1.6em;overflow-wrap:anywhere}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+.table-wrap{max-width:100%;overflow-x:auto}summary{overflow-wrap:anywhere}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}table.wide{font-size:.75em}
+.figures{display:flex;flex-wrap:wrap;gap:.6em;align-items:flex-start}.figures img{max-width:48%}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f3f3f3}
 td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee;margin:.4em 0}
 pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.85em}.note{color:#555;font-size:.9em}
@@ -50,16 +61,32 @@ def _image_file(path: Path, alt: str) -> str:
     return _image(path.read_bytes(), alt) if path.is_file() else ""
 
 
+WIDE_TABLE_COLUMNS = 9
+"""Tables with more columns get a smaller font; every table scrolls inside its own box, never the page."""
+
+
+def rounded(value: float) -> str:
+    """A number to the digits it means: counts and seconds (≥ 100) whole with thousands separators, smaller
+    values (errors, gates, p-values) to 3 significant digits."""
+    if not math.isfinite(value):
+        return "–"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return esc(str(value))
+    if isinstance(value, int):
+        return esc(f"{value:,}")
     if isinstance(value, float):
-        return esc(f"{value:.4g}")
+        return esc(rounded(value))
     if isinstance(value, (list, tuple)):
         return esc(", ".join(_cell_text(v) for v in value))
-    return esc("" if value is None else value)
+    return esc("–" if value is None else value)
 
 
 def _cell_text(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return rounded(value) if isinstance(value, float) else str(value)
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Iterable[str] | None = None) -> str:
@@ -70,7 +97,8 @@ def table(rows: Sequence[dict[str, Any]], columns: Iterable[str] | None = None) 
     columns = list(columns or dict.fromkeys(k for row in rows for k in row))
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{_cell(row.get(c))}</td>" for c in columns) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    wide = ' class="wide"' if len(columns) > WIDE_TABLE_COLUMNS else ""
+    return f'<div class="table-wrap"><table{wide}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def learning_curves_png(run_dir: Path) -> bytes | None:
@@ -78,11 +106,53 @@ def learning_curves_png(run_dir: Path) -> bytes | None:
     rows = rundir.read_metrics(run_dir)
     if not rows:
         return None
-    figure = learning_curves(rows)
+    return _png(learning_curves(rows))
+
+
+def _png(figure: Any) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(figure)
     return buffer.getvalue()
+
+
+def mae_by_target_range(predictions: Any, bins: int = 5) -> list[dict[str, Any]]:
+    """MAE in ``bins`` target ranges of about equal counts (quantiles of the true values)."""
+    finite = np.isfinite(predictions.target) & np.isfinite(predictions.prediction)
+    target, error = predictions.target[finite], np.abs(predictions.prediction - predictions.target)[finite]
+    if target.size == 0:
+        return []
+    edges = np.unique(np.quantile(target, np.linspace(0, 1, min(bins, target.size) + 1)))
+    index = np.clip(np.searchsorted(edges, target, side="right") - 1, 0, max(len(edges) - 2, 0))
+    rows = []
+    for b in range(max(len(edges) - 1, 1)):
+        members = index == b
+        if members.any():
+            low, high = edges[b], edges[min(b + 1, len(edges) - 1)]
+            rows.append({"group": f"{low:.3g} – {high:.3g}", "n": int(members.sum()),
+                         "mae": float(error[members].mean())})
+    return rows
+
+
+def prediction_section(run_dir: Path, h: str) -> str:
+    """Parity plot, error histogram, MAE per target range and, for a model with gates, gate against error,
+    all on the test set (``predictions_test.csv``); empty when the run has no test predictions."""
+    predictions = rundir.read_predictions(run_dir, "test")
+    if predictions is None or not predictions.ids:
+        return ""
+    ranges = mae_by_target_range(predictions)
+    figures = [parity_plot([(predictions, f"test, n = {len(predictions.ids):,}")], "test set: predicted vs true"),
+               error_histogram(predictions, "test set"),
+               mae_by_group(ranges, xlabel="true value", title="MAE per target range (test set)")]
+    if predictions.gates:
+        abs_error = np.abs(predictions.prediction - predictions.target)
+        rho = {key: spearman(values, abs_error)["rho"] for key, values in predictions.gates.items()}
+        figures.append(gate_vs_error(predictions, rho))
+    images = "".join(_image(_png(f), alt) for f, alt in zip(
+        figures, ("parity plot", "error histogram", "MAE per target range", "gate vs error")))
+    return (f"<{h}>Test set predictions</{h}>" + table(ranges) +
+            '<p class="note">MAE per target range: true values split at their quantiles.</p>'
+            f'<div class="figures">{images}</div>')
 
 
 def run_sections(run_dir: Path, heading_level: int = 2) -> list[str]:
@@ -97,6 +167,9 @@ def run_sections(run_dir: Path, heading_level: int = 2) -> list[str]:
     curves = learning_curves_png(run_dir)
     if curves:
         parts.append(f"<{h}>Learning curves</{h}>" + _image(curves, "learning curves"))
+    predictions = prediction_section(run_dir, h)
+    if predictions:
+        parts.append(predictions)
     statistics = rundir.read_gate_statistics(run_dir)
     if statistics or (run_dir / GATE_PLOTS_FILE).is_file():
         parts.append(f"<{h}>Gates during training</{h}>" + _gate_statistics(statistics or {})
@@ -146,13 +219,15 @@ def _code(escaped: str) -> str:
 def comparison_sections(directory: Path) -> list[str]:
     """HTML sections for a comparison directory (``comparison.json`` + plots + its runs)."""
     data = _read_json(directory / COMPARISON_JSON)
-    columns = ["rank", "label", "seeds", "val_mae_mean", "val_mae_std", "test_mae_mean", "test_mae_std"]
-    extra = [c for c in dict.fromkeys(k for r in data["rows"] for k in r) if c not in columns]
+    # n (seeds per variant) is shown; the list of seed numbers ("0" for one seed reads like a count) is not
+    columns = ["rank", "label", "n", "val_mae_mean", "val_mae_std", "test_mae_mean", "test_mae_std"]
+    extra = [c for c in dict.fromkeys(k for r in data["rows"] for k in r) if c not in columns + ["seeds"]]
     parts = [
         f"<h2>Comparison (baseline: {esc(data['baseline'])})</h2>" + table(data["rows"], columns + extra),
         '<p class="note">Ranked by validation MAE; the test split is only reported.</p>',
         _image_file(directory / COMPARISON_MAE_PNG, "MAE per variant"),
         _image_file(directory / COMPARISON_ROBUSTNESS_PNG, "robustness curves"),
+        _image_file(directory / COMPARISON_CALIBRATION_PNG, "ensemble calibration"),
     ]
     for run in data.get("runs", []):
         run_dir = Path(run)

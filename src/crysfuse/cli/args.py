@@ -10,9 +10,11 @@ from crysfuse.config import Config
 
 
 def config_from_args(args: argparse.Namespace, flags: Mapping[str, str], *, set_first: bool = False) -> Config:
-    """Config file (or defaults) ← flags that were given (``flags``: argparse dest → dotted key) ← ``--set``
+    """Config file (or defaults) ← ``--preset`` (where the command has it) ← flags that were given (``flags``: argparse dest → dotted key) ← ``--set``
     overrides; with ``set_first`` the flags win over ``--set`` instead."""
     config = Config.load(args.config) if args.config else Config()
+    if getattr(args, "preset", None):
+        config = config.with_preset(args.preset)
     values = [(key, getattr(args, flag)) for flag, key in flags.items() if getattr(args, flag) is not None]
     if set_first:
         return config.with_overrides(list(args.set)).replace(values)

@@ -22,7 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                              "atoms, target, text length and truncation")
     check.add_argument("path", help="data source: JSON(.gz), CGCNN or CrysMMNet folder, CSV/JSONL/Parquet table, "
                                     "or jarvis:<dataset>")
-    check.add_argument("--target", help="target key / column (default: the config's data.target; none: no target)")
+    check.add_argument("--target", help="target key / column (default: the config's data.target; for a CGCNN folder with a "
+                                      "headerless id_prop.csv, its one value column; otherwise none)")
     check.add_argument("--limit", type=int, help="check only the first N records")
     check.add_argument("--text-file", help="descriptions joined by id (as for crysfuse train)")
     check.add_argument("--cache-dir", help="graph cache (as for crysfuse train)")
@@ -36,11 +37,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from crysfuse.data.check import check_source, format_summary
+    from crysfuse.data.sources import default_target
     from crysfuse.io import write_json_atomic
     from crysfuse.rundir import write_rejections
 
     config = config_from_args(args, FLAGS, set_first=True)  # here the flags win over --set
-    target = args.target if args.target is not None else (config.data.target or None)
+    target = args.target if args.target is not None else (config.data.target or default_target(args.path))
     summary, rejections = check_source(args.path, target, config, limit=args.limit, graphs=not args.no_graphs)
     print(format_summary(summary))
     if args.rejections:

@@ -5,13 +5,20 @@ from __future__ import annotations
 import argparse
 
 from crysfuse.cli.args import config_from_args
-from crysfuse.config import TRAIN_FLAGS, Config
+from crysfuse.config import PRESETS, TRAIN_FLAGS, Config
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="train a model; writes a run directory")
+    presets = "\n".join(f"  {name:10s} {preset.description}" for name, preset in PRESETS.items())
+    parser = subparsers.add_parser("train", help="train a model; writes a run directory",
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog=f"presets (--preset NAME, applied over --config, under flags and --set):"
+                                          f"\n{presets}")
+    parser.add_argument("--preset", choices=list(PRESETS),
+                        help="named model and training size: " + ", ".join(PRESETS) + " (see below)")
     parser.add_argument("--data", help="JARVIS-style JSON(.gz) or CGCNN folder")
-    parser.add_argument("--target", help="target key, e.g. 'gap pbe' or e_form")
+    parser.add_argument("--target", help="target key, e.g. 'gap pbe' or e_form (optional for a CGCNN folder "
+                                         "whose headerless id_prop.csv has one value column)")
     parser.add_argument("--fusion", help="fusion variant (see `crysfuse models`)")
     parser.add_argument("--run-dir", help="output directory")
     parser.add_argument("--epochs", type=int)
@@ -30,14 +37,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def train_config(args: argparse.Namespace) -> Config:
-    """Config file (or defaults) ← flags (:data:`crysfuse.config.TRAIN_FLAGS`) ← ``--set`` overrides."""
+    """Config file (or defaults) ← ``--preset`` ← flags (:data:`crysfuse.config.TRAIN_FLAGS`) ← ``--set``
+    overrides."""
     return config_from_args(args, TRAIN_FLAGS)
 
 
 def run(args: argparse.Namespace) -> int:
     from crysfuse.api import train
+    from crysfuse.data.sources import with_default_target
 
-    config = train_config(args)
+    config = with_default_target(train_config(args))
     if not config.data.path or not config.data.target:
         raise SystemExit("crysfuse train: --data and --target are required (or set them in --config)")
     result = train(config, resume=True if args.resume else None)

@@ -45,6 +45,18 @@ def load_cgcnn_folder(
     return result
 
 
+def default_cgcnn_target(folder: Path) -> str | None:
+    """``"target"`` for a CGCNN folder whose ``id_prop.csv`` has no header and one value column (``id,value``):
+    that column is the only possible target, so commands need no ``--target``; ``None`` otherwise."""
+    id_prop = folder / ID_PROP_FILE
+    if not id_prop.is_file():
+        return None
+    for row in csv.reader(io.StringIO(read_source_text(id_prop), newline="")):
+        if row and any(cell.strip() for cell in row):
+            return "target" if len(row) == 2 and _csv_header(row) is None else None
+    return None
+
+
 def _csv_header(first_row: list[str]) -> list[str] | None:
     """A first row whose second cell is not numeric is a header."""
     if len(first_row) < 2:

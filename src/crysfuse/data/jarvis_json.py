@@ -63,7 +63,7 @@ def records_from_jarvis_rows(
             result.reject(record_id, "load", "record has no 'atoms' field")
             continue
         structure = parse_structure(result, record_id, lambda: structure_from_jarvis_dict(row["atoms"]),
-                                    lambda err: f"unparseable atoms dict: {err}")
+                                    lambda why: f"unparseable atoms dict: {why}")
         text = text_or_none(row.get("text", row.get("description")))
         add_record(result, record_id, structure, row, target, require_target, text)
     return result

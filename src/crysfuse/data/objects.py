@@ -52,7 +52,7 @@ def records_from_structures(
     for position, item in enumerate(structures):
         record_id = str(ids[position]) if ids is not None else str(position)
         structure = parse_structure(result, record_id, lambda: structure_from_value(item),
-                                    lambda err: f"unusable structure: {err}")
+                                    lambda why: f"unusable structure: {why}")
         row = {"target": targets[position]} if targets is not None else {}
         text = text_or_none(texts[position]) if texts is not None else None
         add_record(result, record_id, structure, row, "target" if targets is not None else None, require_target, text)

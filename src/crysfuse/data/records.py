@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import math
+import numbers
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,6 +86,9 @@ def target_value(
     raw = row.get(target)
     if isinstance(raw, str) and not raw.strip():
         raw = None
+    if raw is not None and not _numeric_kind(raw):
+        result.reject(record_id, "target", f"target '{target}' is a {_kind_name(raw)}, not a number: {raw!r}")
+        return None
     try:
         value = float(raw)
     except (TypeError, ValueError):
@@ -98,13 +102,39 @@ def target_value(
     return None
 
 
+def _numeric_kind(raw: Any) -> bool:
+    """A number (not a boolean) or a string to parse as one; JSON ``true``, lists and objects are not."""
+    return isinstance(raw, str) or (isinstance(raw, numbers.Real) and not isinstance(raw, bool)
+                                    and type(raw).__name__ != "bool_")
+
+
+def _kind_name(raw: Any) -> str:
+    names = {bool: "boolean", list: "list", dict: "object (mapping)", tuple: "list"}
+    return next((name for kind, name in names.items() if isinstance(raw, kind)),
+                "boolean" if type(raw).__name__ == "bool_" else type(raw).__name__)
+
+
+def error_sentence(err: BaseException) -> str:
+    """An exception as words a person understands: a ``KeyError('props')`` (whose text is only ``'props'``)
+    becomes "the key 'props' is missing", an exception without a message names its kind."""
+    if isinstance(err, KeyError) and len(err.args) == 1:
+        return f"the key {err.args[0]!r} is missing"
+    if isinstance(err, IndexError):
+        return f"a list is shorter than expected ({err})" if str(err) else "a list is shorter than expected"
+    text = str(err).strip()
+    if not text:
+        return f"{type(err).__name__} (no message)"
+    return text if isinstance(err, ValueError) else f"{text} ({type(err).__name__})"
+
+
 def parse_structure(result: LoadResult, record_id: str, parse: Callable[[], Structure],
-                    reason: Callable[[Exception], str]) -> Structure | None:
-    """``parse()``, or ``None`` after recording ``reason(error)`` as a rejection (stage ``structure``)."""
+                    reason: Callable[[str], str]) -> Structure | None:
+    """``parse()``, or ``None`` after recording ``reason(sentence)`` as a rejection (stage ``structure``), the
+    sentence being :func:`error_sentence` of the error."""
     try:
         return parse()
     except Exception as err:  # noqa: BLE001 - any parse failure becomes a recorded rejection
-        result.reject(record_id, "structure", reason(err))
+        result.reject(record_id, "structure", reason(error_sentence(err)))
         return None
 
 
@@ -161,7 +191,12 @@ def _reject_duplicates(result: LoadResult) -> None:
 
 def structure_for_id(folder: Path, record_id: str, result: LoadResult) -> Structure | None:
     """The parsed structure file of ``record_id`` in ``folder`` (or ``folder/cif``), or ``None`` after
-    recording why it is missing or unreadable."""
+    recording why it is missing or unreadable. An id that would lead out of ``folder`` (``../other``, an
+    absolute path) is rejected: structure files must lie inside the folder."""
+    if escapes_folder(record_id):
+        result.reject(record_id, "structure", f"the id '{record_id}' points outside the data folder {folder}; "
+                                              "structure files must be inside it")
+        return None
     structure_path = find_structure_file(folder, record_id)
     if structure_path is None:
         result.reject(record_id, "structure", f"no structure file for '{record_id}' in {folder}")
@@ -169,8 +204,16 @@ def structure_for_id(folder: Path, record_id: str, result: LoadResult) -> Struct
     try:
         return read_structure_file(structure_path)
     except Exception as err:  # noqa: BLE001 - any parse failure becomes a recorded rejection
-        result.reject(record_id, "structure", f"cannot parse {structure_path.name}: {err}")
+        result.reject(record_id, "structure", f"cannot parse {structure_path.name}: {error_sentence(err)}")
         return None
+
+
+def escapes_folder(record_id: str) -> bool:
+    """Whether the file name made from ``record_id`` could resolve outside its folder (an absolute path, a
+    ``..`` part, or a drive)."""
+    normalised = record_id.replace("\\", "/")
+    parts = normalised.split("/")
+    return normalised.startswith("/") or ".." in parts or ":" in parts[0]
 
 
 def find_structure_file(folder: Path, record_id: str) -> Path | None:

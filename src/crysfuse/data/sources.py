@@ -24,7 +24,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from crysfuse.config import Config
-from crysfuse.data.cgcnn import ID_PROP_FILE, load_cgcnn_folder
+from crysfuse.data.cgcnn import ID_PROP_FILE, default_cgcnn_target, load_cgcnn_folder
 from crysfuse.data.crysmmnet import CRYSMMNET_FILE, load_crysmmnet
 from crysfuse.data.jarvis_json import JSON_SUFFIXES, load_jarvis_json
 from crysfuse.data.jarvis_online import load_jarvis_dataset
@@ -35,7 +35,7 @@ from crysfuse.data.tables import TABLE_SUFFIXES, load_table
 # The record types are re-exported: ``from crysfuse.data.sources import load_records, DataSourceError`` is the
 # documented way in; readers themselves import them from crysfuse.data.records.
 __all__ = [
-    "JARVIS_PREFIX", "DataSourceError", "LoadResult", "Rejection", "StructureRecord", "load_config_records",
+    "JARVIS_PREFIX", "DataSourceError", "default_target", "with_default_target", "LoadResult", "Rejection", "StructureRecord", "load_config_records",
     "load_records", "structure_from_jarvis_dict", "structure_from_value",
 ]
 
@@ -109,6 +109,25 @@ def _load_folder(path: Path, target: str | None, *, limit: int | None, require_t
             "with target 'target')"
         )
     return load_crysmmnet(path / target, "target", limit=limit, require_target=require_target)
+
+
+def default_target(path: str | Path | None) -> str | None:
+    """The target a source implies when none is given: the one value column of a headerless CGCNN
+    ``id_prop.csv`` (``"target"``); ``None`` for every other source (their targets must be named)."""
+    if not path or (isinstance(path, str) and path.startswith(JARVIS_PREFIX)):
+        return None
+    path = Path(path)
+    if not path.is_dir() or (path / CRYSMMNET_FILE).is_file():
+        return None
+    return default_cgcnn_target(path)
+
+
+def with_default_target(config: Config) -> Config:
+    """``config`` with ``data.target`` set to :func:`default_target` of ``data.path`` when it names none."""
+    if config.data.target:
+        return config
+    implied = default_target(config.data.path)
+    return config.replace({"data.target": implied}) if implied else config
 
 
 def load_config_records(

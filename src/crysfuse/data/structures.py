@@ -44,10 +44,18 @@ def structure_from_jarvis_dict(atoms: dict[str, Any]) -> Structure:
     """jarvis-tools ``Atoms.to_dict()`` → pymatgen ``Structure`` (parsed by jarvis-tools, then converted)."""
     from jarvis.core.atoms import Atoms
 
-    elements, coords = atoms.get("elements"), atoms.get("coords")
+    missing = [key for key in ("lattice_mat", "elements", "coords") if key not in atoms]
+    if missing:
+        raise ValueError(f"the atoms dict has no {', '.join(repr(k) for k in missing)} "
+                         "(needed: 'lattice_mat', 'elements', 'coords')")
+    elements, coords = atoms["elements"], atoms["coords"]
     if isinstance(elements, list) and isinstance(coords, list) and len(elements) != len(coords):
         raise ValueError(f"{len(elements)} elements for {len(coords)} coordinates")
-    return checked_structure(Atoms.from_dict(atoms).pymatgen_converter())
+    # 'props' (per-site labels) and 'cartesian' are optional: JARVIS files in the wild leave them out
+    props = atoms.get("props") or [""] * (len(elements) if isinstance(elements, list) else 0)
+    built = Atoms(lattice_mat=atoms["lattice_mat"], elements=elements, coords=coords, props=props,
+                  cartesian=bool(atoms.get("cartesian", False)))
+    return checked_structure(built.pymatgen_converter())
 
 
 def checked_structure(structure: Any) -> Structure:

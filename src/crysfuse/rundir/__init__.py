@@ -25,6 +25,7 @@ from crysfuse.rundir.files import (
     read_config_dict,
     read_gate_statistics,
     read_metrics,
+    read_predictions,
     read_robustness_rows,
     read_splits,
     read_summary,
@@ -46,15 +47,16 @@ from crysfuse.rundir.state import (
     is_finished,
     read_status,
     resume_checkpoint_path,
+    update_status,
     write_status,
 )
 
 __all__ = [
     "SCHEMA_VERSION", "WEIGHTS_FILE", "CheckpointError", "LoadedModel", "RunDirectoryError", "RunLock",
     "clear_metrics", "has_robustness", "has_summary", "is_finished", "load_run", "metrics_path",
-    "predictions_path", "read_config_dict", "read_gate_statistics", "read_json_file", "read_metrics",
+    "predictions_path", "read_config_dict", "read_gate_statistics", "read_json_file", "read_metrics", "read_predictions",
     "read_robustness_rows", "read_splits", "read_status", "read_summary", "read_test_errors", "rejections_path",
     "resume_checkpoint_path", "robustness_results_dir", "save_config", "save_weights", "saved_config",
-    "splits_path", "summarize_rejections", "truncate_metrics", "weights_path", "write_meta",
+    "splits_path", "summarize_rejections", "truncate_metrics", "update_status", "weights_path", "write_meta",
     "write_predictions_csv", "write_rejections", "write_splits", "write_status", "write_summary",
 ]

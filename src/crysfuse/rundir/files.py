@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from crysfuse.data.records import Rejection
 from crysfuse.io import write_csv_atomic, write_json_atomic, write_text_atomic
 from crysfuse.predict import Predictions
@@ -129,6 +131,19 @@ def read_test_errors(run_dir: Path) -> dict[str, float]:
         for row in csv.DictReader(handle):
             errors[row["id"]] = abs(float(row["prediction"]) - float(row["target"]))
     return errors
+
+
+def read_predictions(run_dir: Path, split: str) -> Predictions | None:
+    """``predictions_<split>.csv`` as :class:`Predictions` (gates by column), or ``None`` when absent."""
+    path = predictions_path(run_dir, split)
+    if not path.is_file():
+        return None
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    keys = [k for k in (rows[0] if rows else {}) if k not in ("id", "target", "prediction")]
+    return Predictions(ids=[r["id"] for r in rows], target=np.array([float(r["target"]) for r in rows]),
+                       prediction=np.array([float(r["prediction"]) for r in rows]),
+                       gates={k: np.array([float(r[k]) for r in rows]) for k in keys})
 
 
 def rejections_path(run_dir: Path) -> Path:

@@ -75,6 +75,12 @@ def write_status(run_dir: Path, state: str, **extra: Any) -> None:
                       {"state": state, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra})
 
 
+def update_status(run_dir: Path, **extra: Any) -> None:
+    """Add ``extra`` to the recorded status, keeping its state and other fields."""
+    status = read_status(run_dir)
+    write_status(run_dir, status.pop("state", "running"), **{**status, **extra})
+
+
 def is_finished(run_dir: Path) -> bool:
     """Status ``finished`` and a ``summary.json``: every output of the run is there."""
     return read_status(run_dir).get("state") == "finished" and (Path(run_dir) / SUMMARY_FILE).exists()

@@ -1,16 +1,21 @@
-"""Lightning callbacks that write the run directory: per-epoch metrics and the best (validation) weights."""
+"""Lightning callbacks that write the run directory: per-epoch metrics, the best (validation) weights, and an
+early estimate of the time per epoch."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 
 from crysfuse.allocator import release_free_memory
 from crysfuse.io import append_jsonl
-from crysfuse.rundir import save_weights, weights_path
+from crysfuse.rundir import save_weights, update_status, weights_path
+
+logger = logging.getLogger(__name__)
 
 METRIC_KEYS = ("train_loss", "train_mae", "val_loss", "val_mae")
 
@@ -87,3 +92,58 @@ class BestWeights(L.Callback):
     def load_state_dict(self, state_dict: dict[str, float]) -> None:
         self.best_mae = float(state_dict["best_mae"])
         self.best_epoch = int(state_dict["best_epoch"])
+
+
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``3.5 min`` or ``2.1 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+class EpochTimeEstimate(L.Callback):
+    """After the first ``steps`` training steps of the first epoch this fit runs, logs the estimated seconds
+    per epoch (training steps only; validation adds to it) and for the epochs left up to ``max_epochs`` (an
+    upper bound when early stopping ends the run sooner), and records both as ``estimate`` in
+    ``status.json`` (and the summary). A resumed fit estimates again. The first step (warm-up: caches, allocator) is not counted; an epoch shorter than
+    ``steps`` is estimated at its end from the steps it had."""
+
+    def __init__(self, run_dir: Path, steps: int = 20) -> None:
+        self.run_dir = Path(run_dir)
+        self.steps = steps
+        self.estimate: dict[str, float | int] | None = None
+        self._times: list[float] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.estimate is None:
+            self._times = [time.perf_counter()]
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self.estimate is not None or not self._times:
+            return
+        self._times.append(time.perf_counter())
+        if len(self._times) == self.steps + 2:  # epoch start, the warm-up step, then `steps` timed steps
+            self._record(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.estimate is None and len(self._times) >= 2:
+            self._record(trainer)
+
+    def _record(self, trainer: L.Trainer) -> None:
+        times = self._times[1:] if len(self._times) >= 3 else self._times  # skip the warm-up step if we can
+        per_step = (times[-1] - times[0]) / (len(times) - 1)
+        batches = trainer.num_training_batches
+        steps_per_epoch = int(batches) if math.isfinite(batches) else len(self._times) - 1
+        epochs_left = max(trainer.max_epochs - trainer.current_epoch, 1)
+        self.estimate = {"seconds_per_step": round(per_step, 4), "steps_per_epoch": steps_per_epoch,
+                         "timed_steps": len(times) - 1, "epoch_seconds": round(per_step * steps_per_epoch, 1),
+                         "remaining_seconds": round(per_step * steps_per_epoch * epochs_left, 1),
+                         "max_epochs": trainer.max_epochs}
+        if not trainer.is_global_zero:
+            return
+        logger.info("time estimate from %d steps: about %s per epoch (%d steps, training only); at most %s for "
+                    "the %d epochs left of %d", self.estimate["timed_steps"],
+                    format_duration(self.estimate["epoch_seconds"]), steps_per_epoch,
+                    format_duration(self.estimate["remaining_seconds"]), epochs_left, trainer.max_epochs)
+        update_status(self.run_dir, estimate=self.estimate)

@@ -29,7 +29,7 @@ from crysfuse.models.crysfuse import CrysFuseModel, model_uses_text
 from crysfuse.predict import predict_items, regression_metrics
 from crysfuse.rundir.layout import TENSORBOARD_DIR
 from crysfuse.training.augment import TextCorruptionDataset, corrupted_alternatives
-from crysfuse.training.callbacks import BestWeights, MetricsJsonl, ReleaseMemory
+from crysfuse.training.callbacks import BestWeights, EpochTimeEstimate, MetricsJsonl, ReleaseMemory
 from crysfuse.training.module import CrysFuseLightning
 from crysfuse.training.monitor import GateMonitor
 from crysfuse.training.resume import ResumeCheckpoint, RngState, check_resume_state
@@ -194,6 +194,7 @@ def _train_in_run_dir(
     metrics = _evaluate_best(run_dir, data, batch_size=config.train.batch_size)
     summary = _summary(config, model, data, metrics, train_seconds=train_seconds, epochs=trainer.current_epoch,
                        best_epoch=best.best_epoch)
+    summary["time_estimate"] = rundir.read_status(run_dir).get("estimate")  # EpochTimeEstimate's, this fit's
     rundir.write_summary(run_dir, summary)
     logger.info("run %s: val MAE %.4f, test MAE %.4f (best epoch %d)",
                 run_dir, summary["val_mae"], summary["test_mae"], best.best_epoch)
@@ -218,7 +219,7 @@ def _prepare_data(config: Config, run_dir: Path, *, primary: bool) -> RunData:
 
 def _callbacks(config: Config, run_dir: Path, best: BestWeights, started: float) -> list[L.Callback]:
     callbacks: list[L.Callback] = [MetricsJsonl(rundir.metrics_path(run_dir)), best, RngState(), ReleaseMemory(),
-                                   ResumeCheckpoint(run_dir, clock_start=started)]
+                                   ResumeCheckpoint(run_dir, clock_start=started), EpochTimeEstimate(run_dir)]
     if config.train.patience is not None:
         callbacks.append(EarlyStopping(monitor="val_mae", mode="min", patience=config.train.patience))
     if config.monitor.enabled:
