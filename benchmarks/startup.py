@@ -22,17 +22,17 @@ import time
 
 T_START = time.perf_counter()
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as C  # noqa: E402
+import _common as C
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,7 +60,7 @@ def child(args: argparse.Namespace) -> None:
     parsed = [0]
     real = jarvis_json.structure_from_jarvis_dict
 
-    def counting(atoms):  # noqa: ANN001, ANN202
+    def counting(atoms):
         parsed[0] += 1
         return real(atoms)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +36,17 @@ def warm_start_enabled() -> bool:
     return os.environ.get(WARM_START_ENV, "1") != "0"
 
 
-@lru_cache(maxsize=512)
+_NUMBERS: dict[str, int | None] = {}
+
+
 def _atomic_number(symbol: str) -> int | None:
-    try:
-        return int(Element(symbol).Z)
-    except (ValueError, KeyError, AttributeError):
-        return None
+    """``Element(symbol).Z`` (what pymatgen makes of a symbol), or ``None`` for anything else."""
+    if symbol not in _NUMBERS:
+        try:
+            _NUMBERS[symbol] = int(Element(symbol).Z) if isinstance(symbol, str) else None
+        except (ValueError, KeyError, AttributeError):
+            _NUMBERS[symbol] = None
+    return _NUMBERS[symbol]
 
 
 def jarvis_key_data(atoms: Any) -> bytes | None:
@@ -52,22 +56,19 @@ def jarvis_key_data(atoms: Any) -> bytes | None:
     if not isinstance(atoms, dict) or atoms.get("cartesian") is not False or "props" not in atoms:
         return None
     elements, coords, lattice = atoms.get("elements"), atoms.get("coords"), atoms.get("lattice_mat")
-    if not isinstance(elements, list) or not isinstance(coords, list) or not elements:
-        return None
-    if len(elements) != len(coords) or not all(isinstance(e, str) for e in elements):
-        return None
-    numbers = [_atomic_number(e) for e in elements]
-    if None in numbers:
+    if not isinstance(elements, list) or not isinstance(coords, list) or not elements or len(elements) != len(coords):
         return None
     try:
+        numbers = [_NUMBERS[e] if e in _NUMBERS else _atomic_number(e) for e in elements]
+        if None in numbers:
+            return None
         lattice_arr = np.asarray(lattice, dtype=np.float64)
         frac = np.asarray(coords, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError):  # unhashable symbols, ragged or non-numeric lists
         return None
     if lattice_arr.shape != (3, 3) or frac.shape != (len(elements), 3):
         return None
-    return (np.ascontiguousarray(lattice_arr).tobytes() + np.asarray(numbers, dtype=np.int64).tobytes()
-            + np.ascontiguousarray(frac).tobytes())
+    return lattice_arr.tobytes() + np.asarray(numbers, dtype=np.int64).tobytes() + frac.tobytes()
 
 
 def structure_key_data(structure: Structure) -> bytes:
