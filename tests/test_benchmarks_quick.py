@@ -68,3 +68,12 @@ def test_preprocess_quick() -> None:
     r = run_quick("preprocess.py")
     assert {"graphs", "descriptions", "embeddings"} <= set(r["throughput_per_s"])
     assert {"graphs", "descriptions", "embeddings"} <= set(r["cache_reload_per_s"])
+
+
+def test_startup_quick() -> None:
+    r = run_quick("startup.py")
+    assert {"cold", "before", "first_after", "warm"} <= set(r["sides"])
+    assert r["rejections_identical"] is True
+    assert r["sides"]["warm"]["structures_parsed"] == 0
+    assert r["sides"]["before"]["structures_parsed"] == r["sides"]["before"]["items"] > 0
+    assert len({side["items"] for side in r["sides"].values()}) == 1

@@ -42,6 +42,16 @@ def structure_key(structure: Structure, settings: GraphSettings) -> str:
     return digest.hexdigest()
 
 
+def record_key(record: StructureRecord, settings: GraphSettings) -> str:
+    """:func:`structure_key` of the record's structure, from its key data when the reader gave them (the
+    same bytes, see :mod:`~crysfuse.data.verdicts`), so an unparsed structure stays unparsed."""
+    if record.key_data is None:
+        return structure_key(record.structure, settings)
+    digest = hashlib.sha256(f"graph-v{GRAPH_CACHE_VERSION}|{sorted(asdict(settings).items())}".encode())
+    digest.update(record.key_data)
+    return digest.hexdigest()
+
+
 class GraphCache:
     """``root/graphs/<key[:2]>/<key>.safetensors``."""
 
@@ -152,9 +162,9 @@ def build_graphs(
     if (keep and (trust_present or workers is not None)) or (cache is None and (trust_present or workers)):
         raise ValueError("keep needs loaded graphs built here; trust_present and workers need a cache")
     ready, failed = GraphsReady(), {}
-    todo: list[tuple[str, str, Structure]] = []
+    todo: list[tuple[str, str, StructureRecord]] = []
     for record in records:
-        key = structure_key(record.structure, settings)
+        key = record_key(record, settings)
         if cache is not None and trust_present:
             graph, present = None, cache.path(key).is_file()
         else:
@@ -171,7 +181,7 @@ def build_graphs(
                 ready.graphs[record.id] = graph
             _tick(progress)
         else:
-            todo.append((record.id, key, record.structure))
+            todo.append((record.id, key, record))
     if workers is None:
         _build_here(todo, settings, cache, ready, failed, keep=keep, progress=progress)
     else:
@@ -196,11 +206,11 @@ def _unknown_element(structure: Structure) -> str | None:
     return None
 
 
-def _build_here(todo: list[tuple[str, str, Structure]], settings: GraphSettings, cache: GraphCache | None,
+def _build_here(todo: list[tuple[str, str, StructureRecord]], settings: GraphSettings, cache: GraphCache | None,
                 ready: GraphsReady, failed: dict[str, str], *, keep: bool,
                 progress: Callable[[int], None] | None) -> None:
-    for record_id, key, structure in todo:
-        graph, error = build_graph(structure, settings)
+    for record_id, key, record in todo:
+        graph, error = build_graph(record.structure, settings)
         if graph is None:
             failed[record_id] = str(error)
         else:
@@ -213,10 +223,11 @@ def _build_here(todo: list[tuple[str, str, Structure]], settings: GraphSettings,
         _tick(progress)
 
 
-def _build_in_chunks(todo: list[tuple[str, str, Structure]], settings: GraphSettings, cache: GraphCache,
+def _build_in_chunks(todo: list[tuple[str, str, StructureRecord]], settings: GraphSettings, cache: GraphCache,
                      ready: GraphsReady, failed: dict[str, str], *, workers: int, chunk_size: int,
                      progress: Callable[[int], None] | None) -> None:
-    chunks = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
+    chunks = [[(i, key, record.structure) for i, key, record in todo[start:start + chunk_size]]
+              for start in range(0, len(todo), chunk_size)]
     keys = {record_id: key for record_id, key, _ in todo}
 
     def collect(result: list[tuple[str, str | None]]) -> None:

@@ -6,6 +6,7 @@ zips by :mod:`crysfuse.data.jarvis_online`."""
 from __future__ import annotations
 
 from collections.abc import Collection
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from crysfuse.data.records import (
     text_or_none,
 )
 from crysfuse.data.structures import structure_from_jarvis_dict
+from crysfuse.data.verdicts import CheckedStore, checks_key, jarvis_key_data
 
 JSON_SUFFIXES = (".json", ".json.gz")
 
@@ -32,20 +34,24 @@ def rows_list(rows: Any, source: str | Path) -> list[Any]:
 
 
 def load_jarvis_json(
-    path: Path, target: str | None, *, limit: int | None, require_target: bool, ids: Collection[str] | None = None
+    path: Path, target: str | None, *, limit: int | None, require_target: bool, ids: Collection[str] | None = None,
+    checked: CheckedStore | None = None,
 ) -> LoadResult:
     """Records of a JARVIS-style ``.json`` / ``.json.gz`` file."""
     rows = rows_list(read_json_any(path), path)
     return records_from_jarvis_rows(rows, target, limit=limit, require_target=require_target, source=str(path),
-                                    ids=ids)
+                                    ids=ids, checked=checked)
 
 
 def records_from_jarvis_rows(
     rows: list[Any], target: str | None, *, limit: int | None, require_target: bool, source: str,
-    ids: Collection[str] | None = None,
+    ids: Collection[str] | None = None, checked: CheckedStore | None = None,
 ) -> LoadResult:
     """JARVIS-style rows (dicts with ``atoms``, ``jid``/``id``, target keys, optional text) → records
-    (only those with ``ids`` when given: other rows are skipped before their structures are parsed)."""
+    (only those with ``ids`` when given: other rows are skipped before their structures are parsed).
+
+    With ``checked`` (warm start), a row whose structure ``checked`` knows passed the checks before is kept
+    unparsed (parsed on first access); the others are parsed now and carry their key data."""
     if limit is not None:
         rows = rows[:limit]
     if ids is not None:
@@ -62,10 +68,15 @@ def records_from_jarvis_rows(
         if "atoms" not in row:
             result.reject(record_id, "load", "record has no 'atoms' field")
             continue
-        structure = parse_structure(result, record_id, lambda: structure_from_jarvis_dict(row["atoms"]),
-                                    lambda why: f"unparseable atoms dict: {why}")
+        key_data = jarvis_key_data(row["atoms"]) if checked is not None else None
         text = text_or_none(row.get("text", row.get("description")))
-        add_record(result, record_id, structure, row, target, require_target, text)
+        if key_data is not None and checked is not None and checks_key(key_data) in checked:
+            add_record(result, record_id, None, row, target, require_target, text,
+                       parse=partial(structure_from_jarvis_dict, row["atoms"]), key_data=key_data)
+            continue
+        structure = parse_structure(result, record_id, partial(structure_from_jarvis_dict, row["atoms"]),
+                                    lambda why: f"unparseable atoms dict: {why}")
+        add_record(result, record_id, structure, row, target, require_target, text, key_data=key_data)
     return result
 
 

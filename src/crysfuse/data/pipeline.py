@@ -19,7 +19,7 @@ import torch
 from crysfuse.config import Config
 from crysfuse.data.cache import GraphCache, build_graphs, default_cache_dir, graph_settings
 from crysfuse.data.dataset import CrystalData, make_crystal_data, with_text
-from crysfuse.data.records import Rejection, StructureRecord
+from crysfuse.data.records import Rejection, StructureRecord, StructuresOf
 from crysfuse.data.store import LazyEntry, LazyItems
 from crysfuse.data.texts import TextInfo, TextSide, resolve_texts
 
@@ -111,5 +111,5 @@ def prepare_lazy(records: list[StructureRecord], config: Config, *, uses_text: b
         r.id: LazyEntry(graphs.keys[r.id], text, r.target, index) for index, (r, text) in enumerate(zip(kept, texts))
     }
     result.items = LazyItems(entries, graph_cache, text_side=result.text_side, dim_text=result.text.dim_text,
-                             structures={r.id: r.structure for r in kept}, settings=settings)
+                             structures=StructuresOf(kept), settings=settings)
     return result

@@ -19,7 +19,7 @@ import logging
 import math
 import numbers
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from pymatgen.core import Structure
 
 from crysfuse.data.describers import clean_text
 from crysfuse.data.structures import isolated_atom, read_structure_file
+from crysfuse.data.verdicts import CheckedStore, structure_key_data
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +39,71 @@ class DataSourceError(ValueError):
     """The source as a whole cannot be read (missing path, wrong schema, truncated file)."""
 
 
-@dataclass
 class StructureRecord:
-    """One crystal: id, structure, target value (``nan`` when unknown, e.g. for prediction) and text."""
+    """One crystal: id, structure, target value (``nan`` when unknown, e.g. for prediction) and text.
 
-    id: str
-    structure: Structure
-    target: float = math.nan
-    text: str | None = None
+    The structure may be given as ``parse``, a function called on first access (warm start, see
+    :mod:`~crysfuse.data.verdicts`); ``key_data`` are the bytes the graph cache key hashes, when the reader
+    knows them without the structure.
+    """
+
+    __slots__ = ("_parse", "_structure", "id", "key_data", "target", "text")
+
+    def __init__(self, id: str, structure: Structure | None = None, target: float = math.nan,
+                 text: str | None = None, *, parse: Callable[[], Structure] | None = None,
+                 key_data: bytes | None = None) -> None:
+        if structure is None and parse is None:
+            raise TypeError("StructureRecord needs a structure or a parse function")
+        self.id, self._structure, self._parse = id, structure, parse
+        self.target, self.text, self.key_data = target, text, key_data
+
+    @property
+    def structure(self) -> Structure:
+        """The structure (parsed now if it was not yet)."""
+        if self._structure is None:
+            assert self._parse is not None
+            self._structure, self._parse = self._parse(), None
+        return self._structure
+
+    @structure.setter
+    def structure(self, value: Structure) -> None:
+        self._structure, self._parse, self.key_data = value, None, None
+
+    @property
+    def parsed(self) -> bool:
+        """Whether the structure is in memory (not still waiting for its first access)."""
+        return self._structure is not None
+
+    def _fields(self) -> tuple[Any, ...]:
+        return self.id, self.structure, self.target, self.text
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        structure = repr(self._structure) if self.parsed else "<not parsed yet>"
+        return f"StructureRecord(id={self.id!r}, structure={structure}, target={self.target!r}, text={self.text!r})"
+
+
+class StructuresOf(Mapping[str, Structure]):
+    """Structures by record id, each parsed only when it is looked up (what rebuilding a damaged graph
+    cache entry needs, without parsing the others)."""
+
+    def __init__(self, records: Iterable[StructureRecord]) -> None:
+        self._records = {r.id: r for r in records}
+
+    def __getitem__(self, record_id: str) -> Structure:
+        return self._records[record_id].structure
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
 
 
 @dataclass
@@ -139,34 +197,51 @@ def parse_structure(result: LoadResult, record_id: str, parse: Callable[[], Stru
 
 
 def add_record(result: LoadResult, record_id: str, structure: Structure | None, row: dict[str, Any],
-               target: str | None, require_target: bool, text: str | None = None) -> None:
+               target: str | None, require_target: bool, text: str | None = None, *,
+               parse: Callable[[], Structure] | None = None, key_data: bytes | None = None) -> None:
     """The last step of every reader: the record of one row, unless its structure is missing (already
-    rejected) or its target is (rejected here, see :func:`target_value`)."""
-    if structure is None:
+    rejected) or its target is (rejected here, see :func:`target_value`). ``parse`` and ``key_data``: see
+    :class:`StructureRecord`."""
+    if structure is None and parse is None:
         return
     value = target_value(row, target, record_id, result, require_target)
     if value is not None:
-        result.records.append(StructureRecord(record_id, structure, value, text))
+        result.records.append(StructureRecord(record_id, structure, value, text, parse=parse, key_data=key_data))
 
 
-def finish(result: LoadResult, source: str | Path, ids: frozenset[str] | None = None) -> LoadResult:
+def finish(result: LoadResult, source: str | Path, ids: frozenset[str] | None = None,
+           checked: CheckedStore | None = None) -> LoadResult:
     """The checks every source gets after reading: only the wanted ``ids`` (when given), duplicate ids and
-    isolated atoms rejected; logs the counts."""
+    isolated atoms rejected (not for records still unparsed: ``checked`` knew they pass); logs the counts.
+    The records that passed are remembered in ``checked``."""
     if ids is not None:  # readers that cannot skip rows early read everything; keep the wanted ids here
         result.records = [r for r in result.records if r.id in ids]
         result.rejections = [r for r in result.rejections if r.id in ids]
     _reject_duplicates(result)
     _reject_isolated_atoms(result)
+    if checked is not None:
+        _remember_checked(result, checked)
     logger.info(
         "loaded %d records from %s (%d rejected)", len(result.records), source, len(result.rejections)
     )
     return result
 
 
+def _remember_checked(result: LoadResult, checked: CheckedStore) -> None:
+    """Key data is kept (and remembered) only where it equals the parsed structure's own."""
+    for record in result.records:
+        if record.key_data is not None and record.parsed:
+            if structure_key_data(record.structure) == record.key_data:
+                checked.add(record.key_data)
+            else:
+                record.key_data = None
+    checked.save()
+
+
 def _reject_isolated_atoms(result: LoadResult) -> None:
     kept = []
     for record in result.records:
-        reason = isolated_atom(record.structure)
+        reason = isolated_atom(record.structure) if record.parsed else None
         if reason is not None:
             result.reject(record.id, "structure", reason)
         else:

@@ -24,6 +24,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from crysfuse.config import Config
+from crysfuse.data.cache import default_cache_dir
 from crysfuse.data.cgcnn import ID_PROP_FILE, default_cgcnn_target, load_cgcnn_folder
 from crysfuse.data.crysmmnet import CRYSMMNET_FILE, load_crysmmnet
 from crysfuse.data.jarvis_json import JSON_SUFFIXES, load_jarvis_json
@@ -31,6 +32,7 @@ from crysfuse.data.jarvis_online import load_jarvis_dataset
 from crysfuse.data.records import DataSourceError, LoadResult, Rejection, StructureRecord, finish
 from crysfuse.data.structures import structure_from_jarvis_dict, structure_from_value
 from crysfuse.data.tables import TABLE_SUFFIXES, load_table
+from crysfuse.data.verdicts import CheckedStore, warm_start_enabled
 
 # The record types are re-exported: ``from crysfuse.data.sources import load_records, DataSourceError`` is the
 # documented way in; readers themselves import them from crysfuse.data.records.
@@ -49,6 +51,7 @@ def load_records(
     limit: int | None = None,
     require_target: bool = True,
     ids: Collection[str] | None = None,
+    checks_dir: str | Path | None = None,
 ) -> LoadResult:
     """Read a data source into records.
 
@@ -62,6 +65,9 @@ def load_records(
         ids: Keep only the records with these ids (``None``: all). JARVIS-style rows outside them are skipped
             before their structures are parsed; other sources are filtered after reading. Applied after
             ``limit``; rows left out this way are not rejections.
+        checks_dir: Cache folder of the warm start (:mod:`~crysfuse.data.verdicts`): JARVIS-style JSON
+            records whose structures passed the checks in an earlier read are not parsed until used
+            (``None``, or ``CRYSFUSE_WARM_START=0``: every structure parsed and checked now).
 
     Raises:
         DataSourceError: The source cannot be read at all.
@@ -79,7 +85,10 @@ def load_records(
     elif path.name == CRYSMMNET_FILE:
         result = load_crysmmnet(path.parent, target, limit=limit, require_target=require_target)
     elif path.name.endswith(JSON_SUFFIXES):
-        result = load_jarvis_json(path, target, limit=limit, require_target=require_target, ids=ids)
+        checked = CheckedStore(checks_dir) if checks_dir is not None and warm_start_enabled() else None
+        result = load_jarvis_json(path, target, limit=limit, require_target=require_target, ids=ids,
+                                  checked=checked)
+        return finish(result, path, ids, checked)
     elif path.name.endswith(TABLE_SUFFIXES):
         result = load_table(path, target, limit=limit, require_target=require_target)
     else:
@@ -143,4 +152,4 @@ def load_config_records(
     ``whole_source``), and only ``ids`` when given."""
     target = config.data.target if require_target else (config.data.target or None)
     return load_records(path or config.data.path, target, limit=None if whole_source else config.data.limit,
-                        require_target=require_target, ids=ids)
+                        require_target=require_target, ids=ids, checks_dir=default_cache_dir(config))

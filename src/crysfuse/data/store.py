@@ -63,7 +63,7 @@ class LazyItems(Mapping):
     """
 
     def __init__(self, entries: dict[str, LazyEntry], graph_cache: Any, *, text_side: Any = None,
-                 dim_text: int = 0, structures: dict[str, Any] | None = None, settings: Any = None,
+                 dim_text: int = 0, structures: Mapping[str, Any] | None = None, settings: Any = None,
                  lru: int = 512) -> None:
         self.entries = entries
         self.graph_cache = graph_cache
