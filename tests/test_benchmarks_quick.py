@@ -77,3 +77,11 @@ def test_startup_quick() -> None:
     assert r["sides"]["warm"]["structures_parsed"] == 0
     assert r["sides"]["before"]["structures_parsed"] == r["sides"]["before"]["items"] > 0
     assert len({side["items"] for side in r["sides"].values()}) == 1
+
+
+def test_epoch_time_quick() -> None:
+    r = run_quick("epoch_time.py")
+    (key, run), = r["runs"].items()
+    assert key == "cpu_small/after/32-true"
+    assert 0 < run["epoch_seconds"] < run["process_wall_seconds"]
+    assert run["full_epoch_seconds"] == pytest.approx(run["epoch_seconds"] * r["setup"]["scale"], rel=1e-3)

@@ -1,0 +1,24 @@
+"""CrysFuseModel as a whole: what ``forward`` returns under reduced precision."""
+
+import torch
+
+from crysfuse.models.crysfuse import CrysFuseModel
+from tests.helpers import crystal_batch, tiny_config
+
+
+def test_the_head_runs_in_float32_under_bf16_autocast():
+    """A bfloat16 prediction would keep 8 significant bits (steps of 0.03 at a target of 5): the head and the
+    target scaling must stay float32 while the encoder runs in bfloat16."""
+    model = CrysFuseModel(tiny_config("graph_only"), dim_text=0).eval()
+    model.set_target_scaling(5.0, 0.37)
+    batch = crystal_batch([0, 1, 0, 1])
+    seen: dict[str, torch.dtype] = {}
+    model.head.register_forward_hook(lambda module, args, out: seen.update(inputs=args[0].dtype, out=out.dtype))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        prediction = model(batch).prediction
+        encoded = model.encoder(batch).graph
+    assert encoded.dtype == torch.bfloat16  # autocast really reached the encoder
+    assert seen == {"inputs": torch.float32, "out": torch.float32}
+    assert prediction.dtype == torch.float32
+    # Not on bfloat16's grid at 5: steps there are 2**-5 = 0.03125.
+    assert not torch.equal(prediction, prediction.to(torch.bfloat16).float())
