@@ -3,6 +3,7 @@ and biases, dropped last batch, last-epoch selection and the weight EMA."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -64,7 +65,7 @@ def test_schedules():
     assert onecycle[0] == pytest.approx(1e-3 / 25) and max(onecycle) == pytest.approx(1e-3, rel=1e-3)
     cosine = _lrs("cosine")
     assert cosine[0] == pytest.approx(1e-3 / 20) and cosine[19] == pytest.approx(1e-3)
-    assert cosine[-1] < 1e-5 and all(a >= b for a, b in zip(cosine[19:], cosine[20:]))
+    assert cosine[-1] < 1e-5 and all(a >= b for a, b in itertools.pairwise(cosine[19:]))
     assert _lrs("constant") == [1e-3] * 100
     assert warmup_cosine(0, total=10, warmup=2) == 0.5 and warmup_cosine(2, total=10, warmup=2) == 1.0
 

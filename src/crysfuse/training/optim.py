@@ -45,7 +45,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.learning_rate, total_steps=total,
                                                    pct_start=cfg.pct_start)
     if cfg.schedule == "cosine":
-        warmup = max(int(round(cfg.pct_start * total)), 1)
+        warmup = max(round(cfg.pct_start * total), 1)
         return torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: warmup_cosine(step, total=total, warmup=warmup))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
