@@ -156,3 +156,13 @@ def test_a_run_directory_from_before_the_switches_still_loads(tmp_path):
     assert loaded.config.model.norm == "batch" and loaded.config.train.ema_decay == 0.0
     batch = crystal_batch([1, 1])
     assert torch.equal(loaded.model(batch).prediction, model.eval()(batch).prediction)
+
+
+def test_variant_table_works_from_a_linear_head_config():
+    from crysfuse.models.crysfuse import variant_parameter_counts
+
+    rows = {name: total for name, _, total, _ in
+            variant_parameter_counts(tiny_config("graph_only", ["model.head=linear"]), dim_text=12)}
+    assert rows["graph_only"] == CrysFuseModel(tiny_config("graph_only", ["model.head=linear"]), dim_text=0) \
+        .num_parameters()
+    assert rows["concat"] == CrysFuseModel(tiny_config("concat"), dim_text=12).num_parameters()

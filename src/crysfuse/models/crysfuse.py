@@ -172,10 +172,13 @@ def _check_middle_layers(config: Config) -> list[int]:
 
 def variant_parameter_counts(config: Config, *, dim_text: int) -> list[tuple[str, int, int, str]]:
     """``(key, parameters added over graph_only, total parameters, description)`` for every registered fusion
-    variant, counted on models built with the sizes of ``config``."""
+    variant, counted on models built with the sizes of ``config`` (text variants always with the projection
+    head: ``model.head = "linear"`` only fits ``graph_only``)."""
     rows = []
     for name in FUSION.names():
-        model = CrysFuseModel(config.replace({"fusion.name": name}), dim_text=dim_text)
+        linear = config.model.head == "linear" and name == "graph_only" and not config.fusion.middle_layers
+        changes = {"fusion.name": name, "model.head": "linear" if linear else "projection"}
+        model = CrysFuseModel(config.replace(changes), dim_text=dim_text)
         rows.append((name, model.num_fusion_parameters(), model.num_parameters(), FUSION.get(name).description))
     return rows
 
