@@ -203,7 +203,8 @@ class TrainConfig:
     """Gradient-norm clipping (0 disables it)."""
     schedule: str = "onecycle"
     """Learning-rate schedule, stepped per batch: ``onecycle`` (PyTorch's OneCycleLR), ``cosine`` (linear
-    warm-up from 0 over ``pct_start`` of the steps, then cosine decay to 0) or ``constant``."""
+    warm-up to the peak over ``pct_start`` of the steps, starting at peak / warm-up steps, then cosine decay
+    to 0) or ``constant``."""
     pct_start: float = 0.3
     """Fraction of the steps spent warming up (``onecycle``, ``cosine``)."""
     drop_last: bool = False

@@ -30,7 +30,8 @@ def parameter_groups(model: nn.Module, *, weight_decay: float, decay_norms_biase
 
 
 def warmup_cosine(step: int, *, total: int, warmup: int) -> float:
-    """Learning-rate factor of step ``step``: linear from 0 to 1 over ``warmup`` steps, then cosine to 0."""
+    """Learning-rate factor of step ``step`` (0-based): ``(step + 1) / warmup`` for the first ``warmup`` steps,
+    then a cosine from 1 to 0 over the rest."""
     if step < warmup:
         return (step + 1) / warmup
     progress = (step - warmup) / max(total - warmup, 1)
