@@ -2,7 +2,7 @@
 and the table of fusion variants in ``docs/fusion.md``.
 
 Every key of :class:`crysfuse.config.Config` is listed with its type, its default and the docstring written
-right after the field in ``config.py`` (read with :mod:`ast`, since Python keeps no attribute docstrings at
+right after the field in ``config/sections.py`` (read with :mod:`ast`, since Python keeps no attribute docstrings at
 run time). Registry-backed keys also list the names currently registered, and each fusion key the variants
 that declare it as a hyperparameter. The variant table is rendered from the declarations of the registered
 fusion variants (:class:`crysfuse.fusion.base.FusionModule`). Because both are generated, they cannot drift
@@ -49,7 +49,7 @@ class ConfigField:
     key: str
     """Dotted key, e.g. ``train.epochs`` (what ``--set`` takes)."""
     type: str
-    """The annotation as written in ``config.py``, e.g. ``int | None``."""
+    """The annotation as written in ``config/sections.py``, e.g. ``int | None``."""
     default: Any
     """The default value (JSON-able: tuples become lists)."""
     doc: str
@@ -193,12 +193,12 @@ def render_reference() -> str:
     out = [
         "# Configuration reference",
         "",
-        f"<!-- Generated from src/crysfuse/config.py by `{REGENERATE}`. Do not edit by hand. -->",
+        f"<!-- Generated from src/crysfuse/config/sections.py by `{REGENERATE}`. Do not edit by hand. -->",
         "",
         "Every run is described by one config tree, `crysfuse.Config`; the run saves it, fully resolved, as",
         "`config.json`, and the run can be reproduced from that file alone. This page is generated from the",
-        "config classes (`src/crysfuse/config.py`), so it lists exactly the keys the code accepts. Regenerate it",
-        f"with `{REGENERATE}`.",
+        "config classes (`src/crysfuse/config/sections.py`), so it lists exactly the keys the code accepts.",
+        f"Regenerate it with `{REGENERATE}`.",
         "",
         "## Setting values",
         "",

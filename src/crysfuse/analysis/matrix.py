@@ -75,8 +75,13 @@ class Matrix:
     baseline: str
 
 
-def load_matrix(path: str | Path, out: str | Path) -> Matrix:
-    """Read a matrix file and expand it into cells whose run directories live under ``out/runs``."""
+def load_matrix(path: str | Path, out: str | Path, *, overrides: list[str] | None = None,
+                only: list[str] | None = None, seeds: list[int] | None = None) -> Matrix:
+    """Read a matrix file and expand it into cells whose run directories live under ``out/runs``.
+
+    ``overrides`` (``section.key=value``) apply to every cell after the matrix's own settings (e.g. a short
+    smoke run of a big matrix); ``only`` keeps the rows with these labels; ``seeds`` replaces the matrix's.
+    """
     path = Path(path)
     spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(spec, dict):
@@ -91,19 +96,23 @@ def load_matrix(path: str | Path, out: str | Path) -> Matrix:
         base_config = Config.from_dict(base)
     base_config = base_config.with_overrides([str(s) for s in spec.get("set", [])])
     variants = [str(v) for v in spec.get("variants") or [base_config.fusion.name]]
-    seeds = [int(s) for s in spec.get("seeds") or [base_config.train.seed]]
+    seeds = [int(s) for s in seeds or spec.get("seeds") or [base_config.train.seed]]
     extra = spec.get("extra") or {"": []}
     cells = []
     for variant in variants:
-        for extra_name, overrides in extra.items():
+        for extra_name, extra_overrides in extra.items():
             label = f"{variant}+{extra_name}" if extra_name else variant
+            if only is not None and label not in only:
+                continue
             for seed in seeds:
                 run_dir = Path(out) / "runs" / label / f"seed{seed}"
                 config = base_config.replace({
                     "fusion.name": variant, "train.seed": seed, "experiment.run_dir": str(run_dir),
                     "experiment.name": label,
-                }).with_overrides([str(o) for o in overrides])
+                }).with_overrides([str(o) for o in extra_overrides] + list(overrides or []))
                 cells.append(Cell(label=label, seed=seed, config=config))
+    if only is not None and not cells:
+        raise ConfigError(f"{path}: no row is labelled {only}")
     plan = RobustnessPlan(**spec["robustness"]) if spec.get("robustness") else None
     baseline = str(spec.get("baseline", "graph_only"))
     return Matrix(cells=cells, robustness=plan, baseline=baseline)
@@ -171,9 +180,11 @@ def record_matrix(out: Path, matrix: Matrix, outcome: dict[str, Any]) -> None:
     })
 
 
-def run_matrix_file(path: str | Path, out: str | Path, *, jobs: int = 1) -> tuple[Matrix, dict[str, Any]]:
-    """Load the matrix file, run its unfinished cells and record ``matrix.json`` in ``out``."""
-    matrix = load_matrix(path, out)
+def run_matrix_file(path: str | Path, out: str | Path, *, jobs: int = 1,
+                    **selection: Any) -> tuple[Matrix, dict[str, Any]]:
+    """Load the matrix file (``selection``: the keyword arguments of :func:`load_matrix`), run its unfinished
+    cells and record ``matrix.json`` in ``out``."""
+    matrix = load_matrix(path, out, **selection)
     outcome = run_matrix(matrix, jobs=jobs)
     record_matrix(Path(out), matrix, outcome)
     return matrix, outcome

@@ -14,6 +14,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="cells trained in parallel processes")
     parser.add_argument("--baseline", help="label paired tests compare against (default: the matrix's, or "
                                            "graph_only)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --matrix: a config override applied to every cell (repeatable)")
+    parser.add_argument("--only", help="with --matrix: run only these rows (comma-separated labels)")
+    parser.add_argument("--seeds", help="with --matrix: these seeds instead of the matrix's (comma-separated)")
     parser.set_defaults(func=run)
 
 
@@ -26,7 +30,10 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.matrix) == bool(args.runs):
         raise SystemExit("crysfuse compare: give either --matrix FILE or run directories")
     if args.matrix:
-        matrix, outcome = run_matrix_file(args.matrix, out, jobs=args.jobs)
+        matrix, outcome = run_matrix_file(
+            args.matrix, out, jobs=args.jobs, overrides=args.overrides,
+            only=args.only.split(",") if args.only else None,
+            seeds=[int(s) for s in args.seeds.split(",")] if args.seeds else None)
         baseline = args.baseline or matrix.baseline
         run_dirs = finished_cells(matrix)
         print(f"matrix: {outcome['cells']} cells, {outcome['skipped']} already finished, {outcome['ran']} run, "

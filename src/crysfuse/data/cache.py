@@ -32,10 +32,19 @@ logger = logging.getLogger(__name__)
 GRAPH_CACHE_VERSION = "2"  # 2: line graph ordered by e2 (aggregation target)
 
 
+def _settings_text(settings: GraphSettings) -> str:
+    """The graph settings as hashed into cache keys. ``neighbor_rule`` is left out at its default (``jarvis``),
+    so graphs cached before the setting existed keep their keys."""
+    items = asdict(settings)
+    if items.get("neighbor_rule") == "jarvis":
+        del items["neighbor_rule"]
+    return f"graph-v{GRAPH_CACHE_VERSION}|{sorted(items.items())}"
+
+
 def structure_key(structure: Structure, settings: GraphSettings) -> str:
     """sha256 over lattice, species, fractional coordinates and graph settings."""
     digest = hashlib.sha256()
-    digest.update(f"graph-v{GRAPH_CACHE_VERSION}|{sorted(asdict(settings).items())}".encode())
+    digest.update(_settings_text(settings).encode())
     digest.update(np.ascontiguousarray(structure.lattice.matrix, dtype=np.float64).tobytes())
     digest.update(np.asarray(structure.atomic_numbers, dtype=np.int64).tobytes())
     digest.update(np.ascontiguousarray(structure.frac_coords, dtype=np.float64).tobytes())
@@ -47,7 +56,7 @@ def record_key(record: StructureRecord, settings: GraphSettings) -> str:
     same bytes, see :mod:`~crysfuse.data.verdicts`), so an unparsed structure stays unparsed."""
     if record.key_data is None:
         return structure_key(record.structure, settings)
-    digest = hashlib.sha256(f"graph-v{GRAPH_CACHE_VERSION}|{sorted(asdict(settings).items())}".encode())
+    digest = hashlib.sha256(_settings_text(settings).encode())
     digest.update(record.key_data)
     return digest.hexdigest()
 
@@ -91,7 +100,8 @@ def default_cache_dir(config: Config) -> Path:
 def graph_settings(config: Config) -> GraphSettings:
     """The graph section of the config as :class:`GraphSettings`."""
     return GraphSettings(
-        cutoff=config.graph.cutoff, max_neighbors=config.graph.max_neighbors, max_atoms=config.graph.max_atoms
+        cutoff=config.graph.cutoff, max_neighbors=config.graph.max_neighbors, max_atoms=config.graph.max_atoms,
+        neighbor_rule=config.graph.neighbor_rule,
     )
 
 

@@ -95,9 +95,11 @@ class EpochSeededSampler(Sampler[int]):
 
 
 def make_loader(
-    items: Sequence[CrystalData] | Dataset, *, batch_size: int, shuffle: bool, num_workers: int = 0, seed: int = 0
+    items: Sequence[CrystalData] | Dataset, *, batch_size: int, shuffle: bool, num_workers: int = 0, seed: int = 0,
+    drop_last: bool = False,
 ) -> DataLoader:
-    """A PyG loader that also batches the variable-length text tokens (``text_tokens_batch``).
+    """A PyG loader that also batches the variable-length text tokens (``text_tokens_batch``); ``drop_last``
+    drops the last incomplete batch.
 
     Shuffling uses :class:`EpochSeededSampler`: the order of epoch k depends only on (seed, k), so interrupted
     and resumed runs see the same batches.
@@ -111,4 +113,5 @@ def make_loader(
         follow_batch=FOLLOW_BATCH,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
+        drop_last=drop_last,
     )

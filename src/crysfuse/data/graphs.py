@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from crysfuse.chemistry import check_elements
+from crysfuse.data.graphs_topk import radius_topk_edges
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -59,14 +60,19 @@ class GraphSettings:
             decimals (Å); jarvis then uses the rounded lattice for Cartesian positions and bond vectors but the
             exact lattice for periodic image offsets. The default 5 reproduces ALIGNN graphs edge for edge;
             ``None`` uses the exact lattice everywhere (rotation-invariant tie shells, see docs/graphs.md).
+        neighbor_rule: ``jarvis`` (the above) or ``radius_topk`` (the reference's ``pure_torch`` builder:
+            the ``max_neighbors`` nearest within ``cutoff`` per source atom, directed; :mod:`.graphs_topk`).
     """
 
     cutoff: float = 8.0
     max_neighbors: int = 12
     max_atoms: int = 1000
     round_lattice_decimals: int | None = 5
+    neighbor_rule: str = "jarvis"
 
     def __post_init__(self) -> None:
+        if self.neighbor_rule not in ("jarvis", "radius_topk"):
+            raise ValueError(f"neighbor_rule must be 'jarvis' or 'radius_topk', got {self.neighbor_rule!r}")
         if not (math.isfinite(self.cutoff) and self.cutoff > 0):
             raise ValueError(f"cutoff must be a positive finite number of Å, got {self.cutoff!r}")
         if self.max_neighbors < 1:
@@ -340,35 +346,41 @@ def build_crystal_graph(structure: Structure, settings: GraphSettings | None = N
 
     i, j, shifts, d = _neighbor_pairs(cart, lattice, volume, settings)
 
-    # k-th nearest distance per atom; keep every neighbour up to it (ties kept, with a rounding tolerance).
-    order = np.lexsort((d, i))
-    i, j, shifts, d = i[order], j[order], shifts[order], d[order]
-    start = np.concatenate(([0], np.cumsum(np.bincount(i, minlength=n))[:-1]))
-    kth = d[start + settings.max_neighbors - 1]
-    keep = d <= kth[i] + TIE_TOLERANCE
-    i, j, shifts = i[keep], j[keep], shifts[keep]
-
-    # Canonize (a <= b, source in the home cell) and take the union over both endpoints' lists.
-    swap = j < i
-    a, b = np.where(swap, j, i), np.where(swap, i, j)
-    s = np.where(swap[:, None], -shifts, shifts)
-    # np.unique over one int64 key per row (same lexicographic order as unique(axis=0), several times faster)
-    lo = s.min(axis=0) if s.size else np.zeros(3, dtype=np.int64)
-    span = (s.max(axis=0) - lo + 1) if s.size else np.ones(3, dtype=np.int64)
-    if float(n) * n * float(np.prod(span)) < 2.0**62:
-        key = ((a * n + b) * span[0] + (s[:, 0] - lo[0])) * span[1] + (s[:, 1] - lo[1])
-        key = key * span[2] + (s[:, 2] - lo[2])
-        _, first = np.unique(key, return_index=True)
-        a, b, s = a[first], b[first], s[first]
+    if settings.neighbor_rule == "radius_topk":
+        src, dst, vec = radius_topk_edges(i, j, shifts, d, frac=frac, cart_lattice=rounded, cutoff=settings.cutoff,
+                                          max_neighbors=settings.max_neighbors)
+        if src.size == 0:
+            raise GraphBuildError(f"no neighbours within the cutoff of {settings.cutoff:g} Å (radius_topk)")
     else:
-        keys = np.unique(np.column_stack([a, b, s]), axis=0)
-        a, b, s = keys[:, 0], keys[:, 1], keys[:, 2:]
-    vec = (frac[b] + s - frac[a]) @ rounded
+        # k-th nearest distance per atom; keep every neighbour up to it (ties kept, with a rounding tolerance).
+        order = np.lexsort((d, i))
+        i, j, shifts, d = i[order], j[order], shifts[order], d[order]
+        start = np.concatenate(([0], np.cumsum(np.bincount(i, minlength=n))[:-1]))
+        kth = d[start + settings.max_neighbors - 1]
+        keep = d <= kth[i] + TIE_TOLERANCE
+        i, j, shifts = i[keep], j[keep], shifts[keep]
 
-    # Both directions of every canonical edge (self-image edges thus appear twice per direction, as in jarvis).
-    src = np.concatenate([a, b])
-    dst = np.concatenate([b, a])
-    vec = np.concatenate([vec, -vec])
+        # Canonize (a <= b, source in the home cell) and take the union over both endpoints' lists.
+        swap = j < i
+        a, b = np.where(swap, j, i), np.where(swap, i, j)
+        s = np.where(swap[:, None], -shifts, shifts)
+        # np.unique over one int64 key per row (same lexicographic order as unique(axis=0), several times faster)
+        lo = s.min(axis=0) if s.size else np.zeros(3, dtype=np.int64)
+        span = (s.max(axis=0) - lo + 1) if s.size else np.ones(3, dtype=np.int64)
+        if float(n) * n * float(np.prod(span)) < 2.0**62:
+            key = ((a * n + b) * span[0] + (s[:, 0] - lo[0])) * span[1] + (s[:, 1] - lo[1])
+            key = key * span[2] + (s[:, 2] - lo[2])
+            _, first = np.unique(key, return_index=True)
+            a, b, s = a[first], b[first], s[first]
+        else:
+            keys = np.unique(np.column_stack([a, b, s]), axis=0)
+            a, b, s = keys[:, 0], keys[:, 1], keys[:, 2:]
+        vec = (frac[b] + s - frac[a]) @ rounded
+
+        # Both directions of every canonical edge (self-image edges thus appear twice per direction, as in jarvis).
+        src = np.concatenate([a, b])
+        dst = np.concatenate([b, a])
+        vec = np.concatenate([vec, -vec])
     length = np.linalg.norm(vec, axis=1)
     order = np.lexsort((dst, length, src))
     src, dst, vec = src[order], dst[order], vec[order]

@@ -4,7 +4,8 @@ Architecture as in Choudhary & DeCost, npj Comput. Mater. 7, 185 (2021): CGCNN a
 by MLP(92→D); bond lengths expanded in 80 Gaussian RBFs over 0–8 Å and embedded by MLP(80→64) → MLP(64→D);
 bond-angle cosines expanded in 40 RBFs over [-1, 1] and embedded the same way; ``num_alignn_layers``
 ALIGNN layers (graph + line-graph edge-gated convolutions), then ``num_gcn_layers`` edge-gated convolutions
-on the crystal graph; mean pooling over atoms. With the defaults this backbone has 4,026,496 parameters,
+on the crystal graph; mean pooling over atoms. ``model.norm``, ``model.readout`` switch the normalisation
+(BatchNorm / LayerNorm) and the pooling (mean / sum). With the defaults this backbone has 4,026,496 parameters,
 the same count as the reference implementation.
 """
 
@@ -24,7 +25,7 @@ from crysfuse.nn.layers import ALIGNNConv, EdgeGatedGraphConv, MLPLayer, RBFExpa
 
 @dataclass
 class GraphEncoding:
-    """Encoder output: ``nodes`` ``[N, D]`` (after the last layer), ``graph`` ``[B, D]`` (mean over atoms)."""
+    """Encoder output: ``nodes`` ``[N, D]`` (after the last layer), ``graph`` ``[B, D]`` (mean or sum over atoms)."""
 
     nodes: torch.Tensor
     graph: torch.Tensor
@@ -36,21 +37,22 @@ class ALIGNNEncoder(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        dim = config.dim_hidden
+        dim, norm = config.dim_hidden, config.norm
+        self.readout = config.readout
         self.register_buffer("atom_feature_table", cgcnn_feature_table().nan_to_num(0.0), persistent=False)
-        self.atom_embedding = MLPLayer(dim_in=DIM_ATOM_FEATURES, dim_out=dim)
+        self.atom_embedding = MLPLayer(dim_in=DIM_ATOM_FEATURES, dim_out=dim, norm=norm)
         self.edge_embedding = nn.Sequential(
             RBFExpansion(vmin=0.0, vmax=8.0, num_bins=config.num_distance_bins),
-            MLPLayer(dim_in=config.num_distance_bins, dim_out=config.dim_embedding),
-            MLPLayer(dim_in=config.dim_embedding, dim_out=dim),
+            MLPLayer(dim_in=config.num_distance_bins, dim_out=config.dim_embedding, norm=norm),
+            MLPLayer(dim_in=config.dim_embedding, dim_out=dim, norm=norm),
         )
         self.angle_embedding = nn.Sequential(
             RBFExpansion(vmin=-1.0, vmax=1.0, num_bins=config.num_angle_bins),
-            MLPLayer(dim_in=config.num_angle_bins, dim_out=config.dim_embedding),
-            MLPLayer(dim_in=config.dim_embedding, dim_out=dim),
+            MLPLayer(dim_in=config.num_angle_bins, dim_out=config.dim_embedding, norm=norm),
+            MLPLayer(dim_in=config.dim_embedding, dim_out=dim, norm=norm),
         )
-        self.alignn_layers = nn.ModuleList(ALIGNNConv(dim=dim) for _ in range(config.num_alignn_layers))
-        self.gcn_layers = nn.ModuleList(EdgeGatedGraphConv(dim=dim) for _ in range(config.num_gcn_layers))
+        self.alignn_layers = nn.ModuleList(ALIGNNConv(dim=dim, norm=norm) for _ in range(config.num_alignn_layers))
+        self.gcn_layers = nn.ModuleList(EdgeGatedGraphConv(dim=dim, norm=norm) for _ in range(config.num_gcn_layers))
         self.dim_out = dim
 
     def forward(
@@ -69,5 +71,5 @@ class ALIGNNEncoder(nn.Module):
                 x = after_alignn_layer(index, x)
         for index, layer in enumerate(self.gcn_layers):
             x, y = layer(x, batch.edge_index, y, update_edges=index < last_gcn)
-        graph = scatter(x, batch.batch, dim=0, dim_size=batch.num_graphs, reduce="mean")
+        graph = scatter(x, batch.batch, dim=0, dim_size=batch.num_graphs, reduce=self.readout)
         return GraphEncoding(nodes=x, graph=graph)

@@ -12,6 +12,7 @@ from crysfuse.config import Config, ConfigError
 from crysfuse.fusion import FUSION, FusionInputs
 from crysfuse.fusion.middle import MiddleFusion
 from crysfuse.models.alignn import ALIGNNEncoder
+from crysfuse.models.targets import inverse_target, transform_target
 from crysfuse.nn.layers import ProjectionHead, mlp
 
 
@@ -26,8 +27,12 @@ class ModelOutput:
 class CrysFuseModel(nn.Module):
     """Predicts one target from a crystal graph and (optionally) its cached text embeddings.
 
-    Targets are standardised inside the model: the head predicts ``(y - mean) / std`` and ``forward``
-    returns values in target units; ``mean``/``std`` are buffers, so they travel with the weights.
+    Targets are standardised inside the model: the head predicts ``(t(y) - mean) / std`` and ``forward``
+    returns values in target units; ``mean``/``std`` are buffers, so they travel with the weights. ``t`` is
+    ``data.target_transform`` (identity by default), inverted in :meth:`to_target_units`.
+
+    ``model.head = "linear"`` (``graph_only`` only) replaces projection, fusion and MLP head by one linear
+    layer on the pooled encoder output, as the reference ALIGNN's ``fc``.
 
     Args:
         config: The run config (model and fusion sections are used).
@@ -38,8 +43,11 @@ class CrysFuseModel(nn.Module):
         super().__init__()
         self.config = config
         dim = config.model.dim_projection
+        self.target_transform = config.data.target_transform
+        self.linear_head = _check_head(config)
         self.encoder = ALIGNNEncoder(config.model)
-        self.graph_projection = ProjectionHead(dim_in=self.encoder.dim_out, dim_out=dim)
+        self.graph_projection = (None if self.linear_head
+                                 else ProjectionHead(dim_in=self.encoder.dim_out, dim_out=dim))
         fusion_cls = FUSION.get(config.fusion.name)
         self.fusion = fusion_cls(dim=dim, dim_nodes=self.encoder.dim_out, config=config.fusion)
         self.middle = nn.ModuleDict({
@@ -50,14 +58,23 @@ class CrysFuseModel(nn.Module):
         })
         self.uses_text = model_uses_text(config)
         self.text_projection = ProjectionHead(dim_in=dim_text, dim_out=dim) if self.uses_text else None
-        self.head = mlp(dim_in=self.fusion.dim_out, dim_hidden=config.model.dim_head, dim_out=1)
+        self.head = (nn.Linear(self.encoder.dim_out, 1) if self.linear_head
+                     else mlp(dim_in=self.fusion.dim_out, dim_hidden=config.model.dim_head, dim_out=1))
         self.register_buffer("target_mean", torch.zeros(()))
         self.register_buffer("target_std", torch.ones(()))
 
     def set_target_scaling(self, mean: float, std: float) -> None:
-        """Store the training-set target mean and std (std of 0 is replaced by 1)."""
+        """Store the training-set mean and std of the (transformed) target (std of 0 is replaced by 1)."""
         self.target_mean.fill_(float(mean))
         self.target_std.fill_(float(std) if std > 0 else 1.0)
+
+    def to_target_units(self, normalized: torch.Tensor) -> torch.Tensor:
+        """``t⁻¹(p · std + mean)``: a standardised prediction ``[B]`` in target units ``[B]``."""
+        return inverse_target(self.target_transform, normalized * self.target_std + self.target_mean)
+
+    def normalize_target(self, y: torch.Tensor) -> torch.Tensor:
+        """``(t(y) - mean) / std``: targets ``[B]`` as the loss sees them ``[B]``."""
+        return (transform_target(self.target_transform, y) - self.target_mean) / self.target_std
 
     def forward_normalized(self, batch, *, step: int = -1) -> ModelOutput:  # noqa: ANN001 - PyG Batch
         """Like :meth:`forward` but the prediction is standardised (what the loss sees)."""
@@ -74,6 +91,8 @@ class CrysFuseModel(nn.Module):
             return x
 
         encoding = self.encoder(batch, inject_text if len(self.middle) else None)
+        if self.graph_projection is None:  # linear head: fc on the pooled graph vector, nothing in between
+            return ModelOutput(prediction=self.head(encoding.graph).squeeze(-1), diagnostics=diagnostics)
         graph = self.graph_projection(encoding.graph)
         inputs = FusionInputs(
             graph=graph, nodes=encoding.nodes, node_batch=batch.batch, tokens=tokens, token_mask=token_mask,
@@ -90,7 +109,7 @@ class CrysFuseModel(nn.Module):
     def forward(self, batch, *, step: int = -1) -> ModelOutput:  # noqa: ANN001
         """Predict in target units. ``batch`` is a collated :class:`crysfuse.data.dataset.CrystalData` batch."""
         output = self.forward_normalized(batch, step=step)
-        output.prediction = output.prediction * self.target_std + self.target_mean
+        output.prediction = self.to_target_units(output.prediction)
         return output
 
     def _text_inputs(
@@ -99,7 +118,7 @@ class CrysFuseModel(nn.Module):
         """Projected tokens ``[B, L, P]``, mask ``[B, L]``, pooled text ``[B, P]``, raw pooled norm ``[B]``."""
         dim = self.config.model.dim_projection
         device = batch.edge_vectors.device
-        dtype = self.graph_projection.projection.weight.dtype
+        dtype = self.encoder.atom_embedding[0].weight.dtype
         if self.text_projection is None:
             return (torch.zeros(num_graphs, 0, dim, device=device, dtype=dtype),
                     torch.zeros(num_graphs, 0, dtype=torch.bool, device=device),
@@ -117,6 +136,8 @@ class CrysFuseModel(nn.Module):
 
     def num_fusion_parameters(self) -> int:
         """Parameters that text fusion adds on top of ``graph_only`` (text projection, fusion, wider head)."""
+        if self.linear_head:
+            return 0
         dim = self.config.model.dim_projection
         graph_only_head = mlp(dim_in=dim, dim_hidden=self.config.model.dim_head, dim_out=1)
         head_extra = sum(p.numel() for p in self.head.parameters()) - sum(
@@ -133,6 +154,16 @@ def model_uses_text(config: Config) -> bool:
     return FUSION.get(config.fusion.name).uses_text or bool(config.fusion.middle_layers)
 
 
+def _check_head(config: Config) -> bool:
+    """Whether the config asks for the linear head; it only fits ``graph_only`` without middle fusion."""
+    if config.model.head != "linear":
+        return False
+    if config.fusion.name != "graph_only" or config.fusion.middle_layers:
+        raise ConfigError("model.head 'linear' needs fusion.name 'graph_only' and no fusion.middle_layers "
+                          f"(got {config.fusion.name!r}, middle layers {config.fusion.middle_layers})")
+    return True
+
+
 def _check_middle_layers(config: Config) -> list[int]:
     layers = sorted(set(config.fusion.middle_layers))
     bad = [k for k in layers if not 0 <= k < config.model.num_alignn_layers]
@@ -145,10 +176,13 @@ def _check_middle_layers(config: Config) -> list[int]:
 
 def variant_parameter_counts(config: Config, *, dim_text: int) -> list[tuple[str, int, int, str]]:
     """``(key, parameters added over graph_only, total parameters, description)`` for every registered fusion
-    variant, counted on models built with the sizes of ``config``."""
+    variant, counted on models built with the sizes of ``config`` (text variants always with the projection
+    head: ``model.head = "linear"`` only fits ``graph_only``)."""
     rows = []
     for name in FUSION.names():
-        model = CrysFuseModel(config.replace({"fusion.name": name}), dim_text=dim_text)
+        linear = config.model.head == "linear" and name == "graph_only" and not config.fusion.middle_layers
+        changes = {"fusion.name": name, "model.head": "linear" if linear else "projection"}
+        model = CrysFuseModel(config.replace(changes), dim_text=dim_text)
         rows.append((name, model.num_fusion_parameters(), model.num_parameters(), FUSION.get(name).description))
     return rows
 

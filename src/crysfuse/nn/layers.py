@@ -37,20 +37,32 @@ class RBFExpansion(nn.Module):
         return f"bins={self.centres.numel()}, range=({self.centres[0]:.2f}, {self.centres[-1]:.2f})"
 
 
-class MLPLayer(nn.Sequential):
-    """Linear → BatchNorm1d → SiLU (ALIGNN's embedding block). Shapes: ``[M, dim_in]`` → ``[M, dim_out]``.
+NORM_LAYERS = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
+"""``model.norm`` → the normalisation module of the encoder. Both have ``weight`` and ``bias`` parameters under
+the same module names, so state-dict keys differ only by BatchNorm's running-statistics buffers."""
 
-    In evaluation mode the BatchNorm is an affine map with its running statistics, so it is folded into the
+
+def norm_layer(kind: str, dim: int) -> nn.Module:
+    """``BatchNorm1d(dim)`` (``batch``) or ``LayerNorm(dim)`` (``layer``). Shapes: ``[M, dim]`` → ``[M, dim]``."""
+    return NORM_LAYERS[kind](dim)
+
+
+class MLPLayer(nn.Sequential):
+    """Linear → norm → SiLU (ALIGNN's embedding block; ``norm`` ``batch`` or ``layer``). Shapes: ``[M, dim_in]``
+    → ``[M, dim_out]``.
+
+    In evaluation mode a BatchNorm is an affine map with its running statistics, so it is folded into the
     linear layer's weights (``W' = s W``, ``b' = s (b - μ) + β`` with ``s = γ / sqrt(σ² + ε)``): one
-    ``[M, dim_out]`` pass fewer per call, the same function up to float rounding.
+    ``[M, dim_out]`` pass fewer per call, the same function up to float rounding. A LayerNorm is not folded.
     """
 
-    def __init__(self, *, dim_in: int, dim_out: int) -> None:
-        super().__init__(nn.Linear(dim_in, dim_out), nn.BatchNorm1d(dim_out), nn.SiLU())
+    def __init__(self, *, dim_in: int, dim_out: int, norm: str = "batch") -> None:
+        super().__init__(nn.Linear(dim_in, dim_out), norm_layer(norm, dim_out), nn.SiLU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         linear, norm, _ = self
-        if self.training or not norm.track_running_stats or norm.running_mean is None:
+        if (self.training or not isinstance(norm, nn.BatchNorm1d) or not norm.track_running_stats
+                or norm.running_mean is None):
             return super().forward(x)
         scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
         weight = linear.weight * scale.unsqueeze(1)
@@ -63,18 +75,19 @@ class EdgeGatedGraphConv(nn.Module):
 
     For an edge i→j: ``m_ij = W_s x_i + W_d x_j + W_e e_ij``, ``σ_ij = sigmoid(m_ij)``;
     ``h_j = Σ_i σ_ij ⊙ W_B x_i / (Σ_i σ_ij + 1e-6)``;
-    ``x'_j = x_j + SiLU(BN(W_A x_j + h_j))``, ``e'_ij = e_ij + SiLU(BN(m_ij))``.
+    ``x'_j = x_j + SiLU(BN(W_A x_j + h_j))``, ``e'_ij = e_ij + SiLU(BN(m_ij))``; BN is a BatchNorm
+    (``norm="batch"``) or a LayerNorm (``norm="layer"``, the reference's ``EdgeGatedGraphConvPure``).
     """
 
-    def __init__(self, *, dim: int) -> None:
+    def __init__(self, *, dim: int, norm: str = "batch") -> None:
         super().__init__()
         self.src_gate = nn.Linear(dim, dim)
         self.dst_gate = nn.Linear(dim, dim)
         self.edge_gate = nn.Linear(dim, dim)
         self.src_update = nn.Linear(dim, dim)
         self.dst_update = nn.Linear(dim, dim)
-        self.bn_nodes = nn.BatchNorm1d(dim)
-        self.bn_edges = nn.BatchNorm1d(dim)
+        self.bn_nodes = norm_layer(norm, dim)
+        self.bn_edges = norm_layer(norm, dim)
 
     def forward(
         self, x: torch.Tensor, edge_index: torch.Tensor, e: torch.Tensor, *, update_edges: bool = True
@@ -156,10 +169,10 @@ class ALIGNNConv(nn.Module):
     """One ALIGNN layer: an edge-gated convolution on the crystal graph (atoms, bonds), then one on the
     line graph (bonds, bond-angle triplets), where the bond features are the line graph's nodes."""
 
-    def __init__(self, *, dim: int) -> None:
+    def __init__(self, *, dim: int, norm: str = "batch") -> None:
         super().__init__()
-        self.node_update = EdgeGatedGraphConv(dim=dim)
-        self.edge_update = EdgeGatedGraphConv(dim=dim)
+        self.node_update = EdgeGatedGraphConv(dim=dim, norm=norm)
+        self.edge_update = EdgeGatedGraphConv(dim=dim, norm=norm)
 
     def forward(
         self,

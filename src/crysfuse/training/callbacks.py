@@ -66,10 +66,14 @@ class ReleaseMemory(L.Callback):
 
 
 class BestWeights(L.Callback):
-    """Model selection on validation MAE only: saves ``model.safetensors`` whenever ``val_mae`` improves."""
+    """Model selection on validation MAE only: saves ``model.safetensors`` whenever ``val_mae`` improves
+    (``select="best_val"``), or after every validation (``select="last"``: the run keeps its last epoch's
+    weights, as the reference ALIGNN tests). The weights saved are the module's ``eval_model`` (the weight
+    average with ``train.ema_decay``), else its ``model``."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, *, select: str = "best_val") -> None:
         self.run_dir = Path(run_dir)
+        self.select = select
         self.best_mae = math.inf
         self.best_epoch = -1
 
@@ -81,10 +85,10 @@ class BestWeights(L.Callback):
         # afterwards only a finite improvement replaces them.
         first = self.best_epoch < 0
         better = math.isfinite(mae) and not mae >= self.best_mae
-        if first or better:
+        if first or better or self.select == "last":
             self.best_mae, self.best_epoch = mae, trainer.current_epoch
             if trainer.is_global_zero:
-                save_weights(weights_path(self.run_dir), pl_module.model)
+                save_weights(weights_path(self.run_dir), getattr(pl_module, "eval_model", pl_module.model))
 
     def state_dict(self) -> dict[str, float]:
         return {"best_mae": self.best_mae, "best_epoch": self.best_epoch}

@@ -1,8 +1,10 @@
 """The LightningModule around :class:`CrysFuseModel`: loss on standardised targets, MAE in target units,
-AdamW + one-cycle schedule."""
+AdamW + a per-step schedule (:mod:`crysfuse.training.optim`), optionally an EMA of the weights
+(:mod:`crysfuse.training.ema`) that validation and model selection use."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import lightning as L
@@ -11,26 +13,48 @@ from torch.nn import functional as F
 
 from crysfuse.config import Config
 from crysfuse.models.crysfuse import CrysFuseModel, ModelOutput
+from crysfuse.training.ema import WeightEMA
+from crysfuse.training.optim import make_optimizer, make_scheduler
+
+
+def loss_function(config: Config):  # noqa: ANN201 - a callable (prediction [B], target [B]) -> scalar
+    """``train.loss`` as a function of standardised predictions and targets ``[B]``."""
+    cfg = config.train
+    return {"mse": F.mse_loss, "l1": F.l1_loss, "huber": partial(F.huber_loss, delta=cfg.huber_delta)}[cfg.loss]
 
 
 class CrysFuseLightning(L.LightningModule):
-    """Training wrapper. Logs ``train_loss``, ``train_mae``, ``val_loss``, ``val_mae`` (epoch means)."""
+    """Training wrapper. Logs ``train_loss``, ``train_mae``, ``val_loss``, ``val_mae`` (epoch means).
+
+    With ``train.ema_decay > 0`` the averaged weights (``self.ema.averaged``) are what validation runs and
+    what :attr:`eval_model` returns (the model that is saved and tested); training steps use the live ones.
+    """
 
     def __init__(self, model: CrysFuseModel, config: Config) -> None:
         super().__init__()
         self.model = model
         self.config = config
-        self.loss_fn = {"mse": F.mse_loss, "l1": F.l1_loss}[config.train.loss]
+        self.loss_fn = loss_function(config)
+        self.ema = WeightEMA(model, config.train.ema_decay) if config.train.ema_decay > 0 else None
+
+    @property
+    def eval_model(self) -> CrysFuseModel:
+        """The weights validation sees and the run keeps: the EMA when it is on, else the live model."""
+        return self.ema.averaged if self.ema is not None else self.model
 
     def forward(self, batch) -> ModelOutput:  # noqa: ANN001
         return self.model(batch, step=int(self.global_step))
 
     def _shared_step(self, batch, stage: str) -> tuple[torch.Tensor, ModelOutput]:  # noqa: ANN001
         step = int(self.global_step) if stage == "train" else -1
-        output = self.model.forward_normalized(batch, step=step)
-        target = (batch.y - self.model.target_mean) / self.model.target_std
+        model = self.model if stage == "train" else self.eval_model
+        output = model.forward_normalized(batch, step=step)
+        target = model.normalize_target(batch.y)
         loss = self.loss_fn(output.prediction, target)
-        mae = (output.prediction - target).abs().mean() * self.model.target_std
+        if model.target_transform == "none":
+            mae = (output.prediction - target).abs().mean() * model.target_std
+        else:  # in target units, not in transformed ones
+            mae = (model.to_target_units(output.prediction) - batch.y).abs().mean()
         size = batch.num_graphs
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
         self.log(f"{stage}_mae", mae, on_step=False, on_epoch=True, batch_size=size, sync_dist=True,
@@ -42,15 +66,15 @@ class CrysFuseLightning(L.LightningModule):
         loss, output = self._shared_step(batch, "train")
         return {"loss": loss, "diagnostics": {k: v.detach() for k, v in output.diagnostics.items()}}
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update(self.model)
+
     def validation_step(self, batch, batch_idx: int) -> dict[str, Any]:  # noqa: ANN001
         loss, output = self._shared_step(batch, "val")
         return {"loss": loss, "diagnostics": {k: v.detach() for k, v in output.diagnostics.items()}}
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's documented return shape
-        cfg = self.config.train
-        optimizer = torch.optim.AdamW(self.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg.learning_rate, total_steps=total, pct_start=cfg.pct_start
-        )
+        optimizer = make_optimizer(self.model, self.config.train)
+        scheduler = make_scheduler(optimizer, self.config.train, self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -26,6 +26,7 @@ from crysfuse.data.sources import load_config_records
 from crysfuse.data.splits import Split, make_split, split_ids
 from crysfuse.data.store import item_list, item_targets
 from crysfuse.models.crysfuse import CrysFuseModel, model_uses_text
+from crysfuse.models.targets import transformed_targets
 from crysfuse.predict import predict_items, regression_metrics
 from crysfuse.rundir.layout import TENSORBOARD_DIR
 from crysfuse.training.augment import TextCorruptionDataset, corrupted_alternatives
@@ -172,16 +173,16 @@ def _train_in_run_dir(
         rundir.save_config(run_dir, config)
     data = _prepare_data(config, run_dir, primary=primary)
     model = CrysFuseModel(config, dim_text=data.prepared.text.dim_text)
-    train_targets = np.array(item_targets(data.items["train"]))
-    model.set_target_scaling(float(train_targets.mean()), float(train_targets.std()))
+    model.set_target_scaling(*target_scaling(config, item_targets(data.items["train"])))
     if primary:
         rundir.write_meta(run_dir, dim_text=data.prepared.text.dim_text, encoder_id=data.prepared.text.encoder_id)
 
-    best = BestWeights(run_dir)
+    best = BestWeights(run_dir, select=config.train.select)
     trainer = _trainer(config, run_dir, _callbacks(config, run_dir, best, started))
     loaders = {
         name: make_loader(items, batch_size=config.train.batch_size, shuffle=name == "train",
-                          num_workers=config.train.num_workers, seed=config.train.seed)
+                          num_workers=config.train.num_workers, seed=config.train.seed,
+                          drop_last=name == "train" and config.train.drop_last)
         for name, items in (("train", training_items(config, data.split.train, data.items["train"], data.prepared)),
                             ("val", data.items["val"]))
     }
@@ -199,6 +200,15 @@ def _train_in_run_dir(
     logger.info("run %s: val MAE %.4f, test MAE %.4f (best epoch %d)",
                 run_dir, summary["val_mae"], summary["test_mae"], best.best_epoch)
     return RunResult(run_dir=run_dir, summary=summary)
+
+
+def target_scaling(config: Config, train_targets: Sequence[float]) -> tuple[float, float]:
+    """Mean and std of the transformed training targets (``data.target_transform``), or ``(0, 1)`` without
+    ``data.standardize_target``."""
+    values = transformed_targets(config.data.target_transform, np.array(train_targets, dtype=float))
+    if not config.data.standardize_target:
+        return 0.0, 1.0
+    return float(values.mean()), float(values.std())
 
 
 def _prepare_data(config: Config, run_dir: Path, *, primary: bool) -> RunData:

@@ -1,60 +1,32 @@
-"""One typed configuration tree for a crysfuse run.
+"""The sections of the config tree (one dataclass per section) and :class:`ConfigError`.
 
-Every run saves its fully resolved config as ``config.json``; a run is reproducible from that file alone.
-Configs load from YAML or JSON (safe loaders only), accept dotted overrides (``train.epochs=5``) and reject
-unknown keys, so a typo never silently falls back to a default.
+Split from :mod:`crysfuse.config` (which re-exports everything here) to keep each module small. Every field
+carries a docstring right after it; ``crysfuse.config_reference`` reads them into docs/configuration.md.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import typing
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-import yaml
-
-from crysfuse.io import write_json_atomic
-
-TRAIN_FLAGS = {
-    "data": "data.path", "target": "data.target", "limit": "data.limit", "split_file": "data.split_file",
-    "text_file": "data.text_file", "cache_dir": "data.cache_dir", "fusion": "fusion.name",
-    "epochs": "train.epochs", "batch_size": "train.batch_size", "seed": "train.seed",
-    "run_dir": "experiment.run_dir",
-}
-"""The flags of ``crysfuse train`` (argparse dest → dotted config key); a flag left unset keeps the config
-file's (or the default) value. The CLI builds its parser from it and the configuration reference lists it."""
 
 
 class ConfigError(ValueError):
     """A config file or override does not fit the config schema."""
 
 
-@dataclass(frozen=True)
-class Preset:
-    """A named model and training size (``crysfuse train --preset NAME``): typed settings for :meth:`Config.replace`."""
-
-    description: str
-    settings: dict[str, Any]
+def check_choice(where: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ConfigError(f"'{where}' must be one of {list(choices)}, got {value!r}")
 
 
-_SIZE_KEYS = ("model.num_alignn_layers", "model.num_gcn_layers", "model.dim_hidden", "fusion.num_heads",
-              "fusion.dim_hidden", "train.epochs", "train.batch_size", "train.learning_rate", "train.patience")
-
-PRESETS: dict[str, Preset] = {
-    "alignn": Preset("ALIGNN's published size (4 ALIGNN + 4 edge-gated layers, hidden 256, 100 epochs): the "
-                     "defaults; hours per epoch on a laptop CPU with real data", {}),
-    "cpu-small": Preset("a quarter of the width for a laptop or 2-core CPU (2 + 2 layers, hidden 64, 30 epochs, "
-                        "early stop after 8), as configs/cpu_small.yaml",
-                        {"model.num_alignn_layers": 2, "model.num_gcn_layers": 2, "model.dim_hidden": 64,
-                         "fusion.num_heads": 4, "fusion.dim_hidden": 128, "train.epochs": 30,
-                         "train.batch_size": 32, "train.learning_rate": 0.002, "train.patience": 8}),
-}
-"""The named presets. Each sets every key of ``_SIZE_KEYS`` (a key a preset leaves out gets its default), so
-a preset replaces the size of a config file it is applied to."""
+NORMS = ("batch", "layer")
+READOUTS = ("mean", "sum")
+HEADS = ("projection", "linear")
+LOSSES = ("mse", "l1", "huber")
+SCHEDULES = ("onecycle", "cosine", "constant")
+SELECTIONS = ("best_val", "last")
+TARGET_TRANSFORMS = ("none", "log1p", "asinh")
+NEIGHBOR_RULES = ("jarvis", "radius_topk")
 
 
 @dataclass
@@ -85,6 +57,15 @@ class DataConfig:
     cache_dir: str | None = None
     """On-disk cache of graphs, descriptions and embeddings; default ``$CRYSFUSE_CACHE``, else
     ``~/.cache/crysfuse``."""
+    standardize_target: bool = True
+    """Train on ``(y - mean) / std`` of the training targets (``false``: on raw targets, as the reference
+    ALIGNN does). Predictions are in target units either way."""
+    target_transform: str = "none"
+    """``none``, ``log1p`` (``log(1 + y)``, targets must be > -1, e.g. band gaps) or ``asinh``: the model
+    learns the transformed target; predictions and every reported metric are in original units."""
+
+    def __post_init__(self) -> None:
+        check_choice("data.target_transform", self.target_transform, TARGET_TRANSFORMS)
 
 
 @dataclass
@@ -97,6 +78,13 @@ class GraphConfig:
     """Neighbours kept per atom: all within the ``max_neighbors``-th nearest distance (ties kept)."""
     max_atoms: int = 1000
     """Larger cells are rejected with a record (no out-of-memory crash)."""
+    neighbor_rule: str = "jarvis"
+    """``jarvis``: every neighbour up to the ``max_neighbors``-th distance (ties kept, cutoff grown), edges made
+    undirected (ALIGNN's DGL graphs); ``radius_topk``: the ``max_neighbors`` nearest within ``cutoff`` per source
+    atom, directed, no growth (the reference ALIGNN's ``pure_torch`` builder; see docs/parity.md)."""
+
+    def __post_init__(self) -> None:
+        check_choice("graph.neighbor_rule", self.neighbor_rule, NEIGHBOR_RULES)
 
 
 @dataclass
@@ -133,6 +121,19 @@ class ModelConfig:
     """Size of the graph vector and the projected text fed to fusion."""
     dim_head: int = 64
     """Hidden width of the prediction head (fused vector → dim_head → 1)."""
+    norm: str = "batch"
+    """Normalisation in the encoder's embedding MLPs and edge-gated convolutions: ``batch`` (BatchNorm, the
+    published ALIGNN) or ``layer`` (LayerNorm, as the reference's ``ALIGNNAtomWisePure``)."""
+    readout: str = "mean"
+    """Pooling of atom features into the graph vector: ``mean`` or ``sum``."""
+    head: str = "projection"
+    """``projection``: graph vector → projection head → fusion → MLP head; ``linear``: one linear layer on the
+    pooled graph vector (the reference's ``fc``; ``graph_only`` without middle fusion only)."""
+
+    def __post_init__(self) -> None:
+        check_choice("model.norm", self.norm, NORMS)
+        check_choice("model.readout", self.readout, READOUTS)
+        check_choice("model.head", self.head, HEADS)
 
 
 @dataclass
@@ -188,15 +189,32 @@ class TrainConfig:
     batch_size: int = 32
     """Crystals per batch (per process under DDP)."""
     learning_rate: float = 1e-3
-    """Peak learning rate of the one-cycle schedule (AdamW)."""
+    """Peak learning rate of the schedule (AdamW)."""
     weight_decay: float = 1e-5
     """AdamW weight decay."""
+    weight_decay_norms_biases: bool = True
+    """Apply the weight decay to normalisation weights and biases too (``false``: only to the other weights, as
+    the reference's ``group_decay``)."""
     loss: str = "mse"
-    """``mse`` or ``l1``."""
+    """``mse``, ``l1`` or ``huber`` (on the standardised, transformed target)."""
+    huber_delta: float = 1.0
+    """``huber`` loss: where it turns from quadratic to linear (standardised units)."""
     gradient_clip: float = 1.0
     """Gradient-norm clipping (0 disables it)."""
+    schedule: str = "onecycle"
+    """Learning-rate schedule, stepped per batch: ``onecycle`` (PyTorch's OneCycleLR), ``cosine`` (linear
+    warm-up to the peak over ``pct_start`` of the steps, starting at peak / warm-up steps, then cosine decay
+    to 0) or ``constant``."""
     pct_start: float = 0.3
-    """Fraction of the one-cycle schedule spent warming up."""
+    """Fraction of the steps spent warming up (``onecycle``, ``cosine``)."""
+    drop_last: bool = False
+    """Drop the last incomplete training batch of every epoch (the reference ALIGNN does)."""
+    select: str = "best_val"
+    """Weights the run keeps and tests: ``best_val`` (lowest validation MAE) or ``last`` (the last epoch's, as
+    the reference ALIGNN reports)."""
+    ema_decay: float = 0.0
+    """Exponential moving average of the weights (0 disables it): validation, model selection, the saved
+    weights and the test use the averaged weights. The decay warms up as ``min(ema_decay, (1+t)/(10+t))``."""
     patience: int | None = 20
     """Early stopping on validation MAE; ``None`` disables it."""
     seed: int = 0
@@ -218,6 +236,13 @@ class TrainConfig:
     deterministic: bool = True
     """Ask PyTorch for deterministic algorithms (identical results on CPU; see docs/reliability.md)."""
     text_corruption: TextCorruptionConfig = field(default_factory=TextCorruptionConfig)
+
+    def __post_init__(self) -> None:
+        check_choice("train.loss", self.loss, LOSSES)
+        check_choice("train.schedule", self.schedule, SCHEDULES)
+        check_choice("train.select", self.select, SELECTIONS)
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"'train.ema_decay' must be in [0, 1), got {self.ema_decay!r}")
 
 
 @dataclass
@@ -259,139 +284,3 @@ class ExperimentConfig:
     """Where the run directory is written."""
     name: str = ""
     """Label of the run in comparisons (default: the fusion key, ``+middle`` with middle fusion)."""
-
-
-@dataclass
-class Config:
-    """The root config of a crysfuse run."""
-
-    data: DataConfig = field(default_factory=DataConfig)
-    graph: GraphConfig = field(default_factory=GraphConfig)
-    text: TextConfig = field(default_factory=TextConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    fusion: FusionConfig = field(default_factory=FusionConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    monitor: MonitorConfig = field(default_factory=MonitorConfig)
-    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable dict (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Config:
-        """Build from a (possibly partial) nested dict; unknown keys raise :class:`ConfigError`."""
-        return _build(cls, data, prefix="")
-
-    @classmethod
-    def load(cls, path: str | Path) -> Config:
-        """Load a YAML (``.yaml``/``.yml``) or JSON config file with safe loaders."""
-        path = Path(path)
-        text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text) if path.suffix in {".yaml", ".yml"} else json.loads(text)
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
-        return cls.from_dict(data)
-
-    def save(self, path: str | Path) -> None:
-        """Write as indented JSON (atomically)."""
-        write_json_atomic(Path(path), self.to_dict())
-
-    def replace(self, changes: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> Config:
-        """Return a copy with dotted keys set to typed values, in order (``{"train.epochs": 5}``).
-
-        The values are Python values, checked like those of a config file (an ``int`` where a ``float`` is
-        expected is converted, anything else of the wrong type is a :class:`ConfigError`); nothing is parsed
-        from strings. This is how the library and the CLI's flags change a config.
-        """
-        data = self.to_dict()
-        for dotted, value in changes.items() if isinstance(changes, Mapping) else changes:
-            keys = dotted.strip().split(".")
-            node = data
-            for key in keys[:-1]:
-                if not isinstance(node.get(key), dict):
-                    raise ConfigError(f"override '{dotted}': '{key}' is not a config section")
-                node = node[key]
-            if keys[-1] not in node:
-                raise ConfigError(f"override '{dotted}': unknown key '{keys[-1]}'; known: {sorted(node)}")
-            node[keys[-1]] = value
-        return Config.from_dict(data)
-
-    def with_preset(self, name: str) -> Config:
-        """A copy with the model and training size of the preset ``name`` (see :data:`PRESETS`)."""
-        if name not in PRESETS:
-            raise ConfigError(f"unknown preset '{name}'; known: {', '.join(PRESETS)}")
-        defaults = Config().to_dict()
-        size = {key: _lookup(defaults, key) for key in _SIZE_KEYS}
-        return self.replace({**size, **PRESETS[name].settings})
-
-    def with_overrides(self, overrides: list[str]) -> Config:
-        """Return a copy with ``section.key=value`` overrides applied (the ``--set`` syntax of the CLI); values
-        are parsed as YAML scalars, then applied with :meth:`replace`."""
-        changes = []
-        for item in overrides:
-            if "=" not in item:
-                raise ConfigError(f"override '{item}' is not of the form section.key=value")
-            dotted, raw = item.split("=", 1)
-            changes.append((dotted, yaml.safe_load(raw)))
-        return self.replace(changes)
-
-
-def _lookup(data: dict[str, Any], dotted: str) -> Any:
-    for key in dotted.split("."):
-        data = data[key]
-    return data
-
-
-def _build(cls: type, data: Any, prefix: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"'{prefix or 'config'}' must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in '{prefix or 'config'}'; known: {sorted(names)}")
-    kwargs = {}
-    for name, value in data.items():
-        hint = hints[name]
-        where = f"{prefix}.{name}" if prefix else name
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value, where)
-        else:
-            kwargs[name] = _coerce(hint, value, where)
-    return cls(**kwargs)
-
-
-def _coerce(hint: Any, value: Any, where: str) -> Any:
-    """Check ``value`` against a simple type hint, converting ints to floats and lists to tuples."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(arg, value, where)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError("; ".join(errors))
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(f"'{where}' must be a list of {len(args)} values, got {value!r}")
-        return tuple(_coerce(a, v, where) for a, v in zip(args, value))
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"'{where}' must be a list, got {value!r}")
-        return [_coerce(args[0], v, where) for v in value]
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is bool and not isinstance(value, bool):
-        raise ConfigError(f"'{where}' must be true/false, got {value!r}")
-    if hint in (int, float) and isinstance(value, bool):
-        raise ConfigError(f"'{where}' must be a number, got {value!r}")
-    if hint in (int, float, str, bool) and not isinstance(value, hint):
-        raise ConfigError(f"'{where}' must be {hint.__name__}, got {value!r}")
-    return value
