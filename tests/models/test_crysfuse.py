@@ -22,3 +22,11 @@ def test_the_head_runs_in_float32_under_bf16_autocast():
     assert prediction.dtype == torch.float32
     # Not on bfloat16's grid at 5: steps there are 2**-5 = 0.03125.
     assert not torch.equal(prediction, prediction.to(torch.bfloat16).float())
+
+
+def test_the_linear_head_runs_in_float32_under_bf16_autocast():
+    model = CrysFuseModel(tiny_config("graph_only").replace({"model.head": "linear"}), dim_text=0).eval()
+    batch = crystal_batch([0, 1])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        prediction = model(batch).prediction
+    assert prediction.dtype == torch.float32

@@ -92,7 +92,7 @@ class CrysFuseModel(nn.Module):
 
         encoding = self.encoder(batch, inject_text if len(self.middle) else None)
         if self.graph_projection is None:  # linear head: fc on the pooled graph vector, nothing in between
-            return ModelOutput(prediction=self.head(encoding.graph).squeeze(-1), diagnostics=diagnostics)
+            return ModelOutput(prediction=self._predict(encoding.graph), diagnostics=diagnostics)
         graph = self.graph_projection(encoding.graph)
         inputs = FusionInputs(
             graph=graph, nodes=encoding.nodes, node_batch=batch.batch, tokens=tokens, token_mask=token_mask,
@@ -100,11 +100,14 @@ class CrysFuseModel(nn.Module):
         )
         fused = self.fusion(inputs)
         diagnostics.update(fused.diagnostics)
-        # The head runs in float32 even under bf16 autocast: a bfloat16 prediction keeps 8 significant bits,
-        # i.e. steps of 0.03 at a target of 5, a rounding error of the same order as a good model's MAE.
-        with torch.autocast(fused.fused.device.type, enabled=False):
-            prediction = self.head(fused.fused.float()).squeeze(-1)
-        return ModelOutput(prediction=prediction, diagnostics=diagnostics)
+        return ModelOutput(prediction=self._predict(fused.fused), diagnostics=diagnostics)
+
+    def _predict(self, features: torch.Tensor) -> torch.Tensor:
+        """The head on ``[B, F]`` features → standardised predictions ``[B]``, always in float32: under bf16
+        autocast a bfloat16 prediction keeps 8 significant bits, i.e. steps of 0.03 at a target of 5, a
+        rounding error of the same order as a good model's MAE."""
+        with torch.autocast(features.device.type, enabled=False):
+            return self.head(features.float()).squeeze(-1)
 
     def forward(self, batch, *, step: int = -1) -> ModelOutput:  # noqa: ANN001
         """Predict in target units. ``batch`` is a collated :class:`crysfuse.data.dataset.CrystalData` batch."""
