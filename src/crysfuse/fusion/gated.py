@@ -46,6 +46,7 @@ class GatedFusion(FusionModule):
                 "w = q·f; fused = LN((1 − w)·ĝ + w·t̂ + g)")
     gates = ("quality", "fusion", "effective")
     on_request = ("attention_entropy",)
+    attention_maps = {"graph_to_text": ("graph", "tokens"), "text_to_atoms": ("text", "atoms")}
     hyperparameters = ("num_heads", "dropout", "dim_hidden", "quality_threshold", "return_attention")
 
     def __init__(self, *, dim: int, dim_nodes: int, config: FusionConfig) -> None:
@@ -82,7 +83,7 @@ class GatedFusion(FusionModule):
             **extra,
         }
         output = FusionOutput(fused=fused, diagnostics=diagnostics)
-        if self.return_attention:
+        if self.wants_attention(inputs):
             output.attention.update(weights)
             entropy = normalized_entropy(weights["graph_to_text"], inputs.token_mask)
             diagnostics.update(gate_diagnostics("attention_entropy", entropy))
