@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from crysfuse.analysis.explain import NotExplainableError
+from crysfuse.analysis.words import TokenAlignmentError
 from crysfuse.config import ConfigError
 from crysfuse.data.records import DataSourceError
 from crysfuse.data.splits import SplitError
@@ -12,5 +14,5 @@ from crysfuse.text.encoder import EncoderUnavailableError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     CheckpointError, ConfigError, DataSourceError, SplitError, EncoderUnavailableError, UnknownNameError,
-    RunDirectoryError,
+    RunDirectoryError, NotExplainableError, TokenAlignmentError,
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch_geometric.utils import scatter
 
@@ -24,7 +26,7 @@ class CrossAttentionFusion(FusionModule):
     equation = ("Â = LN(A + MHA(A, T)); ĝ = LN(g + MHA(g, T)); fused = [ĝ; mean_atoms(Â)] — no gate (the seed's "
                 "\"plain cross-modal\" baseline)")
     on_request = ("attention_entropy",)
-    attention_maps = {"atoms_to_text": ("atoms", "tokens"), "graph_to_text": ("graph", "tokens")}
+    attention_maps: ClassVar[dict[str, tuple[str, str]]] = {"atoms_to_text": ("atoms", "tokens"), "graph_to_text": ("graph", "tokens")}
     hyperparameters = ("num_heads", "dropout", "return_attention")
 
     def __init__(self, *, dim: int, dim_nodes: int, config: FusionConfig) -> None:

@@ -3,6 +3,8 @@ measured and diagnosed."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -46,7 +48,7 @@ class GatedFusion(FusionModule):
                 "w = q·f; fused = LN((1 − w)·ĝ + w·t̂ + g)")
     gates = ("quality", "fusion", "effective")
     on_request = ("attention_entropy",)
-    attention_maps = {"graph_to_text": ("graph", "tokens"), "text_to_atoms": ("text", "atoms")}
+    attention_maps: ClassVar[dict[str, tuple[str, str]]] = {"graph_to_text": ("graph", "tokens"), "text_to_atoms": ("text", "atoms")}
     hyperparameters = ("num_heads", "dropout", "dim_hidden", "quality_threshold", "return_attention")
 
     def __init__(self, *, dim: int, dim_nodes: int, config: FusionConfig) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -26,7 +28,7 @@ class SimplifiedGateFusion(FusionModule):
     equation = "ĝ = LN(g + MHA(g, T)); a = σ(MLP([g; t])); fused = LN(ĝ + a·t + g)"
     gates = ("gate",)
     on_request = ("attention_entropy",)
-    attention_maps = {"graph_to_text": ("graph", "tokens")}
+    attention_maps: ClassVar[dict[str, tuple[str, str]]] = {"graph_to_text": ("graph", "tokens")}
     hyperparameters = ("num_heads", "dropout", "dim_hidden", "return_attention")
 
     def __init__(self, *, dim: int, dim_nodes: int, config: FusionConfig) -> None:
