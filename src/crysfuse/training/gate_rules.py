@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from crysfuse.config import MonitorConfig
+from crysfuse.training.gate_distribution import GateClasses, describe, switch_text
 
 SUMMARY_SUFFIXES = ("_mean", "_std", "_min", "_max")
 
@@ -49,10 +50,40 @@ def summarize(values: np.ndarray) -> dict[str, float]:
             "max": float(finite.max()), "count": int(finite.size)}
 
 
-def check_gate(key: str, values: np.ndarray, config: MonitorConfig,
-               previous_mean: float | None = None) -> list[tuple[str, float, float, str]]:
-    """Apply the anomaly rules to one gate's per-sample ``values``; returns ``(rule, value, threshold,
-    message)`` for every rule that fires (``jump`` only when ``previous_mean`` is given)."""
+INFORMATIONAL_RULES = ("switch",)
+"""Findings that describe a gate rather than flag a problem (logged at INFO, not counted as instability)."""
+
+
+def low_mean_rule(rule: str, key: str, values: np.ndarray, mean: float, threshold: float, problem: str,
+                  classes: GateClasses | None) -> tuple[str, float, float, str]:
+    """A rule that fires on a mean below ``threshold``, read with the gate's distribution: when the mean hides
+    a two-mode switch whose upper level reaches the threshold (see :func:`switch_evidence`), the finding is a
+    ``switch``, not ``rule``; otherwise ``rule`` with the median and the fraction of samples below."""
+    report = describe(values, classes)
+    evidence = report["switch"]
+    if evidence is not None and evidence["high"] >= threshold:
+        return ("switch", mean, threshold, f"{key} mean {mean:.3f} < {threshold} hides a switch, not '{rule}': "
+                + switch_text(key, evidence))
+    finite = values[np.isfinite(values)]
+    below = float(np.mean(finite < threshold))
+    return (rule, mean, threshold, f"{key} mean {mean:.3f} < {threshold} (median {report['quantiles']['q50']:.3f}, "
+            f"{below:.0%} of samples below, one mode): {problem}")
+
+
+def check_gate(key: str, values: np.ndarray, config: MonitorConfig, previous_mean: float | None = None, *,
+               classes: GateClasses | None = None, jump_mean: float | None = None,
+               jump_threshold: float | None = None) -> list[tuple[str, float, float, str]]:
+    """Apply the anomaly rules to one gate's per-sample ``values`` ``[n]``; returns ``(rule, value, threshold,
+    message)`` for every rule that fires.
+
+    Args:
+        classes: The samples' target classes (:func:`~crysfuse.training.gate_distribution.target_classes`):
+            class means can reveal a switch the pooled values blur.
+        previous_mean: The mean at the previous check; ``jump`` runs only when it is given.
+        jump_mean: The mean the jump rule compares (default: the mean of ``values``); under text augmentation
+            the monitor passes the mean over the samples with clean text.
+        jump_threshold: Default ``config.jump``.
+    """
     fired: list[tuple[str, float, float, str]] = []
     finite = values[np.isfinite(values)]
     if finite.size < values.size:
@@ -62,16 +93,34 @@ def check_gate(key: str, values: np.ndarray, config: MonitorConfig,
         return fired
     kind, mean = gate_kind(key), float(finite.mean())
     if kind == "effective" and mean < config.effective_low:
-        fired.append(("suppression", mean, config.effective_low,
-                      f"{key} mean {mean:.3f} < {config.effective_low}: the text is suppressed"))
+        fired.append(low_mean_rule("suppression", key, values, mean, config.effective_low,
+                                   "the text is suppressed", classes))
     if kind == "quality" and mean < config.quality_low:
-        fired.append(("low_quality", mean, config.quality_low,
-                      f"{key} mean {mean:.3f} < {config.quality_low}: the text is judged useless"))
-    if kind == "gate" and not config.gate_low <= mean <= config.gate_high:
-        low = mean < config.gate_low
-        fired.append(("gate_range", mean, config.gate_low if low else config.gate_high,
+        fired.append(low_mean_rule("low_quality", key, values, mean, config.quality_low,
+                                   "the text is judged useless", classes))
+    if kind == "gate" and mean < config.gate_low:
+        fired.append(low_mean_rule("gate_range", key, values, mean, config.gate_low,
+                                   f"outside [{config.gate_low}, {config.gate_high}], the text is hardly used",
+                                   classes))
+    if kind == "gate" and mean > config.gate_high:
+        fired.append(("gate_range", mean, config.gate_high,
                       f"{key} mean {mean:.3f} outside [{config.gate_low}, {config.gate_high}]: "
-                      + ("the text is hardly used" if low else "over-reliance on the text")))
+                      "over-reliance on the text"))
+    fired += _spread_rules(key, kind, finite, mean, config)
+    if previous_mean is not None and math.isfinite(previous_mean):
+        current = mean if jump_mean is None else jump_mean
+        threshold = config.jump if jump_threshold is None else jump_threshold
+        if math.isfinite(current) and abs(current - previous_mean) > threshold:
+            clean = "" if jump_mean is None else " (samples with clean text)"
+            fired.append(("jump", abs(current - previous_mean), threshold,
+                          f"{key} mean{clean} jumped {previous_mean:.3f} -> {current:.3f} (|change| > {threshold})"))
+    return fired
+
+
+def _spread_rules(key: str, kind: str, finite: np.ndarray, mean: float,
+                  config: MonitorConfig) -> list[tuple[str, float, float, str]]:
+    """Saturation and collapse."""
+    fired = []
     if kind == "saturation" and mean > config.saturation_fraction:
         fired.append(("saturation", mean, config.saturation_fraction,
                       f"{key} mean {mean:.3f} > {config.saturation_fraction}: the gate is saturated"))
@@ -85,10 +134,6 @@ def check_gate(key: str, values: np.ndarray, config: MonitorConfig,
         std = float(finite.std())
         fired.append(("collapse", std, config.collapse_std,
                       f"{key} std {std:.2e} < {config.collapse_std}: every sample gets the same gate"))
-    if previous_mean is not None and math.isfinite(previous_mean) and abs(mean - previous_mean) > config.jump:
-        jump = abs(mean - previous_mean)
-        fired.append(("jump", jump, config.jump,
-                      f"{key} mean jumped {previous_mean:.3f} -> {mean:.3f} (|change| > {config.jump})"))
     return fired
 
 
