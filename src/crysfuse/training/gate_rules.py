@@ -54,6 +54,13 @@ INFORMATIONAL_RULES = ("switch",)
 """Findings that describe a gate rather than flag a problem (logged at INFO, not counted as instability)."""
 
 
+def hidden_switch(distribution: dict[str, Any] | None, threshold: float) -> bool:
+    """Whether a gate's distribution (:func:`~crysfuse.training.gate_distribution.describe`) is a two-mode
+    switch whose upper level reaches ``threshold``: a mean below the threshold then hides a switch."""
+    evidence = (distribution or {}).get("switch")
+    return evidence is not None and evidence["high"] >= threshold
+
+
 def low_mean_rule(rule: str, key: str, values: np.ndarray, mean: float, threshold: float, problem: str,
                   classes: GateClasses | None) -> tuple[str, float, float, str]:
     """A rule that fires on a mean below ``threshold``, read with the gate's distribution: when the mean hides
@@ -61,7 +68,7 @@ def low_mean_rule(rule: str, key: str, values: np.ndarray, mean: float, threshol
     ``switch``, not ``rule``; otherwise ``rule`` with the median and the fraction of samples below."""
     report = describe(values, classes)
     evidence = report["switch"]
-    if evidence is not None and evidence["high"] >= threshold:
+    if hidden_switch(report, threshold):
         return ("switch", mean, threshold, f"{key} mean {mean:.3f} < {threshold} hides a switch, not '{rule}': "
                 + switch_text(key, evidence))
     finite = values[np.isfinite(values)]

@@ -239,7 +239,7 @@ class GateMonitor(L.Callback):
             by_rule[warning.rule] = by_rule.get(warning.rule, 0) + 1 + warning.repeats
         return {
             "total_steps": self.updates, "last_step": self.step, "epochs": self.epoch,
-            "thresholds": dataclasses.asdict(self.config),
+            "thresholds": dataclasses.asdict(self.config), "target": self.target, "augmented": self.augmented,
             "gates": {key: {"kind": gate_kind(key), "training": stats.to_dict(),
                             "last_epoch": self.last_epoch.get(key, summarize(np.zeros(0))),
                             "last_epoch_distribution": self.last_epoch_distribution.get(key)}
