@@ -153,3 +153,32 @@ def test_explain_command_refuses_a_run_without_attention(train_tiny, tmp_path, c
     run_dir = train_tiny("concat")
     assert main(["explain", "--checkpoint", str(run_dir), "--out", str(tmp_path / "x")]) == 2
     assert "no attention between atoms and text tokens" in caplog.text
+
+
+def test_report_shows_attention_maps_of_test_crystals(train_tiny, tmp_path):
+    run_dir = train_tiny("cross_attention")
+    test_ids = json.loads((run_dir / "splits.json").read_text())["test"][:3]
+    page_path = tmp_path / "run.html"
+    assert main(["report", str(run_dir), "--out", str(page_path)]) == 0
+    page = page_path.read_text()
+    assert ">Attention maps<" in page and "atoms_to_text" in page
+    for record_id in test_ids:
+        assert f'alt="attention {record_id}"' in page
+    assert main(["report", str(run_dir), "--out", str(tmp_path / "off.html"), "--explain", "0"]) == 0
+    assert "Attention maps" not in (tmp_path / "off.html").read_text()
+
+
+def test_report_shows_explain_output_found_in_the_run(train_tiny, tmp_path):
+    import shutil
+
+    run_dir = shutil.copytree(train_tiny("cross_attention"), tmp_path / "run")
+    other_id = json.loads((run_dir / "splits.json").read_text())["val"][0]
+    assert main(["explain", "--checkpoint", str(run_dir), "--ids", other_id, "--out", str(run_dir / "explain")]) == 0
+    assert main(["report", str(run_dir), "--out", str(tmp_path / "run.html")]) == 0
+    page = (tmp_path / "run.html").read_text()
+    assert page.count('alt="attention_') == 1 and other_id in page
+
+
+def test_report_of_a_run_without_attention_has_no_attention_section(train_tiny, tmp_path):
+    assert main(["report", str(train_tiny("concat")), "--out", str(tmp_path / "run.html")]) == 0
+    assert "Attention maps" not in (tmp_path / "run.html").read_text()

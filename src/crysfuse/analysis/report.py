@@ -25,11 +25,28 @@ from crysfuse.analysis.comparison import (
     COMPARISON_ROBUSTNESS_PNG,
 )
 from crysfuse.analysis.diagnose import spearman
+from crysfuse.analysis.explain import (
+    DEFAULT_CRYSTALS,
+    NotExplainableError,
+    explain,
+    top_words,
+)
 from crysfuse.analysis.markup import escape_html as esc
-from crysfuse.analysis.plots import error_histogram, gate_vs_error, learning_curves, mae_by_group, parity_plot
+from crysfuse.analysis.plots import (
+    attention_heatmap,
+    error_histogram,
+    gate_vs_error,
+    learning_curves,
+    mae_by_group,
+    parity_plot,
+)
+from crysfuse.analysis.words import TokenAlignmentError
+from crysfuse.text.encoder import EncoderUnavailableError
 from crysfuse.figures import plt
+from crysfuse.fusion import FUSION
 from crysfuse.io import write_text_atomic
 from crysfuse.rundir.layout import (
+    ATTENTION_JSON_FILE,
     CONFIG_FILE,
     DIAGNOSIS_JSON_FILE,
     GATE_PLOTS_FILE,
@@ -155,8 +172,9 @@ def prediction_section(run_dir: Path, h: str) -> str:
             f'<div class="figures">{images}</div>')
 
 
-def run_sections(run_dir: Path, heading_level: int = 2) -> list[str]:
-    """HTML sections for one run directory."""
+def run_sections(run_dir: Path, heading_level: int = 2, *, explain_crystals: int = 0) -> list[str]:
+    """HTML sections for one run directory; ``explain_crystals`` > 0 computes the attention maps of that many
+    test crystals when the run directory holds none (``crysfuse explain`` output) and the model has any."""
     h = f"h{heading_level}"
     parts = []
     summary = rundir.read_summary(run_dir) if rundir.has_summary(run_dir) else {}
@@ -170,6 +188,9 @@ def run_sections(run_dir: Path, heading_level: int = 2) -> list[str]:
     predictions = prediction_section(run_dir, h)
     if predictions:
         parts.append(predictions)
+    attention = attention_section(run_dir, h, explain_crystals)
+    if attention:
+        parts.append(attention)
     statistics = rundir.read_gate_statistics(run_dir)
     if statistics or (run_dir / GATE_PLOTS_FILE).is_file():
         parts.append(f"<{h}>Gates during training</{h}>" + _gate_statistics(statistics or {})
@@ -185,6 +206,53 @@ def run_sections(run_dir: Path, heading_level: int = 2) -> list[str]:
     if config:
         parts.append(f"<{h}>Config</{h}><pre>{esc(json.dumps(config, indent=2))}</pre>")
     return parts
+
+
+def _has_attention(run_dir: Path) -> bool:
+    config = _read_json(run_dir / CONFIG_FILE) or {}
+    fusion = config.get("fusion") or {}
+    return bool(fusion.get("middle_layers")) or (
+        fusion.get("name") in FUSION.names() and bool(FUSION.get(fusion["name"]).attention_maps))
+
+
+def attention_section(run_dir: Path, h: str, crystals: int) -> str:
+    """Attention maps: the heatmaps and top words of ``crysfuse explain`` output found in the run directory,
+    else (``crystals`` > 0 and a model with attention) computed for the first test crystals; a note when
+    they cannot be computed (data or encoder not available here)."""
+    found = sorted(run_dir.glob(f"**/{ATTENTION_JSON_FILE}"))
+    if found:
+        images = "".join(_image_file(p, p.stem) for p in sorted(found[0].parent.glob("attention_*.png")))
+        rows = [row for crystal in (_read_json(found[0]) or {}).get("crystals", [])
+                for name, m in crystal.get("maps", {}).items()
+                for row in _top_rows(crystal["id"], name, m.get("top", []))]
+        return (f"<{h}>Attention maps</{h}>" + _attention_note() + table(rows[:60])
+                + f'<div class="figures">{images}</div>')
+    if crystals <= 0 or not _has_attention(run_dir):
+        return ""
+    try:
+        explanations = explain(run_dir, n=crystals)
+    # data errors (DataSourceError, CheckpointError, SplitError) are ValueErrors; a missing file an OSError
+    except (NotExplainableError, TokenAlignmentError, EncoderUnavailableError, OSError, ValueError) as err:
+        return f'<{h}>Attention maps</{h}><p class="note">not computed: {esc(err)}</p>'
+    images = "".join(_image(_png(attention_heatmap(e)), f"attention {e.id}") for e in explanations)
+    rows = [row for e in explanations for m in e.maps for row in _top_rows(e.id, m.name, top_words(e, m, k=3))]
+    return (f"<{h}>Attention maps</{h}>" + _attention_note() + table(rows[:60])
+            + f'<div class="figures">{images}</div>')
+
+
+def _attention_note() -> str:
+    return ('<p class="note">The model\'s own attention weights (head-averaged) of the first test crystals: rows '
+            "are atoms (element + index) or the pooled graph/text vector, columns the words of the description "
+            "(word pieces summed). Top words per query below; all weights in <code>crysfuse explain</code>'s "
+            "<code>attention.json</code>.</p>")
+
+
+def _top_rows(record_id: str, name: str, top: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    grouped: dict[str, list[str]] = {}
+    for row in top:
+        grouped.setdefault(row["query"], []).append(f"{row['word']} ({row['weight']:.3f})")
+    return [{"id": record_id, "map": name, "query": query, "top words": ", ".join(words)}
+            for query, words in list(grouped.items())[:8]]
 
 
 def _gate_statistics(statistics: dict[str, Any]) -> str:
@@ -236,13 +304,16 @@ def comparison_sections(directory: Path) -> list[str]:
     return parts
 
 
-def write_report(directory: str | Path, out: str | Path) -> Path:
-    """Write the HTML page for a run or comparison directory; raises ``ValueError`` for anything else."""
+def write_report(directory: str | Path, out: str | Path, *, explain_crystals: int = DEFAULT_CRYSTALS) -> Path:
+    """Write the HTML page for a run or comparison directory; raises ``ValueError`` for anything else.
+
+    For a run whose model has attention maps, the page shows them for ``explain_crystals`` test crystals
+    (computed unless the run directory holds ``crysfuse explain`` output; 0 turns this off)."""
     directory = Path(directory)
     if (directory / COMPARISON_JSON).is_file():
         title, parts = f"crysfuse comparison: {directory.name}", comparison_sections(directory)
     elif rundir.has_summary(directory) or (directory / CONFIG_FILE).is_file():
-        title, parts = f"crysfuse run: {directory.name}", run_sections(directory)
+        title, parts = f"crysfuse run: {directory.name}", run_sections(directory, explain_crystals=explain_crystals)
     else:
         raise ValueError(f"{directory} is neither a run directory nor a comparison directory")
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
