@@ -182,3 +182,14 @@ def test_report_shows_explain_output_found_in_the_run(train_tiny, tmp_path):
 def test_report_of_a_run_without_attention_has_no_attention_section(train_tiny, tmp_path):
     assert main(["report", str(train_tiny("concat")), "--out", str(tmp_path / "run.html")]) == 0
     assert "Attention maps" not in (tmp_path / "run.html").read_text()
+
+
+def test_report_with_attention_maps_fits_the_window_in_chromium(train_tiny, tmp_path):
+    from tests.analysis.test_compare_report import _assert_fits_the_window, _open_in_chromium, _screenshot_path
+
+    page_path = tmp_path / "run.html"
+    assert main(["report", str(train_tiny("cross_attention")), "--out", str(page_path)]) == 0
+    screenshot = _screenshot_path(tmp_path, "report_attention.png")
+    info = _open_in_chromium(page_path, screenshot)
+    assert info["errors"] == [] and sum(alt.startswith("attention ") for alt, _ in info["images"]) == 3
+    _assert_fits_the_window(info, screenshot)

@@ -39,6 +39,9 @@ def test_bimodality_coefficient_and_split_on_known_shapes():
     split = two_group_split(BIMODAL)
     assert split["low_mean"] == pytest.approx(0.09, abs=0.02) and split["high_mean"] == pytest.approx(0.44, abs=0.02)
     assert split["low_fraction"] == pytest.approx(0.43, abs=0.03) and split["separation"] > 2
+    # A hard split of one normal would give Ashman's D ≈ 2.65; the fitted mixture's components overlap.
+    assert two_group_split(RNG.normal(0.5, 0.1, 2000))["separation"] < 2
+    assert two_group_split(UNIMODAL_LOW)["separation"] < 2
     assert math.isnan(bimodality_coefficient(np.full(10, 0.3)))
     assert quantiles(np.arange(101) / 100)["q50"] == pytest.approx(0.5)
 
