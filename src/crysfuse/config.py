@@ -232,7 +232,7 @@ class MonitorConfig:
     check_interval: int = 50
     """Run the anomaly rules every this many training steps (and at the end of every epoch)."""
     effective_low: float = 0.3
-    """``effective`` gates: a mean below this means the text is suppressed."""
+    """``effective`` gates: a mean below this means the text is suppressed (a switch if the gate has two modes)."""
     quality_low: float = 0.5
     """``quality`` gates: a mean below this means the text is judged useless."""
     gate_low: float = 0.3

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from crysfuse.config import MonitorConfig
+from crysfuse.config import ConfigError, MonitorConfig
 from crysfuse.fusion.base import gate_diagnostics
 from crysfuse.training.gate_distribution import (
     bimodality_coefficient,
@@ -79,6 +79,8 @@ def test_classes_apply_to_band_gaps_only_unless_asked():
                                                                     class_names=["soft", "hard"]))
     assert named.names == ("soft", "hard") and "≤ 1" in named.rule
     assert (target_classes(np.array([np.nan, 0.0]), "gap", config).labels == [-1, 0]).all()
+    with pytest.raises(ConfigError, match="monitor.classes"):
+        target_classes(BAND_GAP, "gap", MonitorConfig(classes="metals"))
 
 
 def test_class_means_reveal_a_switch_that_the_pooled_values_blur():

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from crysfuse.config import MonitorConfig
+from crysfuse.config import ConfigError, MonitorConfig
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 BIMODALITY_THRESHOLD = 5 / 9
@@ -34,6 +34,7 @@ MIN_CLASS_SAMPLES = 5
 """A class needs this many samples before its mean is reported or used."""
 CLASS_EFFECT = 1.0
 """Class means count as a switch when they differ by at least this many pooled within-class stds."""
+CLASS_RULES = ("auto", "on", "off")
 BAND_GAP_TARGET = re.compile(r"gap", re.IGNORECASE)
 """``monitor.classes=auto`` applies the metal / non-metal rule to targets whose name matches this."""
 
@@ -54,6 +55,8 @@ def target_classes(targets: np.ndarray | None, target_name: str, config: Monitor
     ``monitor.classes``: ``auto`` (default) applies ``target ≤ monitor.class_threshold`` only to band-gap
     targets (name matching :data:`BAND_GAP_TARGET`), ``on`` to any target, ``off`` never.
     """
+    if config.classes not in CLASS_RULES:
+        raise ConfigError(f"monitor.classes must be one of {', '.join(CLASS_RULES)}, got '{config.classes}'")
     if targets is None or config.classes == "off":
         return None
     if config.classes == "auto" and not BAND_GAP_TARGET.search(target_name or ""):
