@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from crysfuse.analysis.explain import NotExplainableError
-from crysfuse.analysis.words import TokenAlignmentError
+from crysfuse.analysis.explain_errors import NotExplainableError, TokenAlignmentError
 from crysfuse.config import ConfigError
 from crysfuse.data.records import DataSourceError
 from crysfuse.data.splits import SplitError

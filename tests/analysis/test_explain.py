@@ -104,9 +104,13 @@ def test_explain_returns_the_modules_own_attention_weights(tokenizer, nacl):
 
 
 def test_gated_family_explains_graph_to_text_and_text_to_atoms(tokenizer, nacl):
-    explanation = explain_item(_loaded("gated"), "x", _item(tokenizer, nacl), TEXT, tokenizer)
+    loaded = _loaded("gated")
+    seen: list[torch.Tensor] = []
+    _capture(loaded.model.fusion.attend.text_to_atoms.attention, seen)
+    explanation = explain_item(loaded, "x", _item(tokenizer, nacl), TEXT, tokenizer)
     maps = {m.name: m for m in explanation.maps}
     assert maps["text_to_atoms"].weights.shape == (1, 2)
+    assert np.allclose(maps["text_to_atoms"].weights, seen[-1][0].numpy(), atol=1e-7)
     assert explanation.keys_of(maps["text_to_atoms"]) == ["Na0", "Cl1"]
     assert np.allclose(maps["text_to_atoms"].weights.sum(), 1.0, atol=1e-5)
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from pymatgen.core import Element
 
+from crysfuse.analysis.explain_errors import NotExplainableError
 from crysfuse.analysis.plots import attention_heatmap
 from crysfuse.analysis.words import TokenWords, token_words
 from crysfuse.data.dataset import CrystalData, make_loader
@@ -44,10 +45,6 @@ DEFAULT_CRYSTALS = 3
 """Crystals explained when no ids are given: the first ones of the run's test split."""
 TOP_WORDS = 5
 """Words listed per query in ``top_words.csv``."""
-
-
-class NotExplainableError(ValueError):
-    """The run's model has no attention over the text (and no middle fusion), or a crystal cannot be found."""
 
 
 @dataclass

@@ -245,8 +245,9 @@ def _shown_columns(weights: np.ndarray, limit: int) -> np.ndarray:
     return np.sort(np.argsort(-weights.max(axis=0), kind="stable")[:limit])
 
 
-def _heatmap(figure: Any, axis: Any, weights: np.ndarray, rows: list[str], columns: list[str], title: str) -> None:
-    image = axis.imshow(weights, aspect="auto", cmap="viridis", vmin=0.0)
+def _heatmap(figure: Any, axis: Any, weights: np.ndarray, rows: list[str], columns: list[str], title: str,
+             vmin: float | None = 0.0) -> None:
+    image = axis.imshow(weights, aspect="auto", cmap="viridis", vmin=vmin)
     axis.set_yticks(range(len(rows)), rows, fontsize=7)
     axis.set_xticks(range(len(columns)), columns, rotation=70, ha="right", fontsize=7)
     axis.set_title(title, fontsize=9)
@@ -283,7 +284,8 @@ def attention_heatmap(explanation: Any) -> Any:
                  f"{m.name}: attention over the atoms")
     for name, values in gates.items():
         _heatmap(figure, axes.pop(0), values, [name], explanation.atoms,
-                 f"{name}: gate per atom (mean α over channels; a gate, not attention)")
+                 f"{name}: gate per atom (mean α over channels; a gate, not attention), "
+                 f"{values.min():.3f}–{values.max():.3f}", vmin=None)
     figure.suptitle(header, fontsize=10)
     figure.tight_layout()
     return figure

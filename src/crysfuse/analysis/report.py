@@ -260,8 +260,12 @@ def _gate_statistics(statistics: dict[str, Any]) -> str:
     for gate, values in (statistics.get("gates") or {}).items():
         for period in ("training", "last_epoch"):
             numbers = values.get(period) or {}
-            rows.append({"gate": gate, "period": period,
-                         **{k: numbers.get(k) for k in ("mean", "std", "min", "max")}})
+            row = {"gate": gate, "period": period, **{k: numbers.get(k) for k in ("mean", "std", "min", "max")}}
+            distribution = values.get("last_epoch_distribution") if period == "last_epoch" else None
+            if distribution:  # monitors since issue 16: the shape of the last epoch's gate
+                row["median"] = (distribution.get("quantiles") or {}).get("q50")
+                row["shape"] = _shape(distribution)
+            rows.append(row)
     warnings = statistics.get("warnings") or []
     listed = "".join(f"<li>{esc(w.get('message', w))}</li>" for w in warnings[:50])
     return table(rows) + (f"<p>{len(warnings)} monitor warning(s):</p><ul>{listed}</ul>" if warnings else "")
@@ -273,10 +277,25 @@ def _diagnosis(path: Path) -> str:
         f"<li><b>{_code(esc(r.get('action', '')))}</b>: {_code(esc(r.get('reason', '')))}</li>"
         for r in report.get("recommendations", [])
     )
+    notes = "".join(f'<p class="note">{_code(esc(note))}</p>' for note in report.get("notes") or [])
     metrics = report.get("metrics") or {}
     metric_rows = [{"condition": k, **v} for k, v in metrics.items() if isinstance(v, dict)]
+    by_class = report.get("by_class") or {}
+    class_rows = [{"class": name, **{k: v for k, v in values.items()}} for name, values in by_class.items()]
+    classes = (f'<p class="note">MAE per class ({esc(report.get("class_rule") or "")}), with clean text and '
+               f"with all text deleted:</p>" + table(class_rows)) if class_rows else ""
     images = "".join(_image_file(p, p.stem) for p in sorted(path.parent.glob("*.png")))
-    return f"<ul>{recommendations}</ul>" + table(metric_rows) + images
+    return f"<ul>{recommendations}</ul>" + notes + table(metric_rows) + classes + images
+
+
+def _shape(distribution: dict[str, Any]) -> str:
+    """``one mode``, or the two levels of a switch (by modes or by class)."""
+    switch = distribution.get("switch")
+    if not switch:
+        return "one mode"
+    if switch.get("by") == "classes":
+        return f"switch: {switch['low_name']} {switch['low']:.3f} / {switch['high_name']} {switch['high']:.3f}"
+    return f"two modes: {switch['low']:.3f} ({switch['low_fraction']:.0%}) / {switch['high']:.3f}"
 
 
 def _code(escaped: str) -> str:

@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from crysfuse.analysis.explain_errors import TokenAlignmentError
+
+__all__ = ["TokenAlignmentError", "TokenWords", "group_by_markers", "group_by_offsets", "token_words"]
+
 CONTINUATION_PREFIX = "##"
 """WordPiece marks a piece that continues the previous one with this prefix."""
 WORD_START_MARKERS = ("\u2581", "\u0120")
 """SentencePiece (``▁``) and byte-level BPE (``Ġ``) mark a piece that starts a new word."""
-
-
-class TokenAlignmentError(ValueError):
-    """The tokenizer's tokens of a text do not match the cached token embeddings (other encoder or length)."""
 
 
 @dataclass
