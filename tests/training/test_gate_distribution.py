@@ -139,3 +139,29 @@ def test_monitor_reports_the_distribution_and_class_means_per_epoch(tmp_path):
     assert distribution["by_class"]["metal"]["mean"] == pytest.approx(BIMODAL[BAND_GAP == 0].mean())
     assert set(distribution["quantiles"]) == {"q05", "q25", "q50", "q75", "q95"}
     assert "suppression" not in statistics["warnings_by_rule"] and statistics["warnings_by_rule"]["switch"] >= 1
+
+
+def test_level_rules_judge_the_clean_text_samples_under_augmentation():
+    """A quality gate that scores corrupted text low and clean text high is doing its job: with the clean mask
+    the low mean of the mixture is not 'the text is judged useless'; too few clean samples: no verdict."""
+    corrupted = np.arange(200) < 120
+    quality = np.where(corrupted, RNG.normal(0.2, 0.03, 200), RNG.normal(0.7, 0.03, 200))
+    assert quality.mean() < 0.5
+    assert _rules(check_gate("quality", quality, MonitorConfig())) == ["switch"]  # unmasked: two modes
+    assert check_gate("quality", quality, MonitorConfig(), clean=~corrupted) == []
+    low_everywhere = np.full(200, 0.2) + np.linspace(0, 0.05, 200)
+    fired = check_gate("quality", low_everywhere, MonitorConfig(), clean=~corrupted)
+    assert _rules(fired) == ["low_quality"] and "samples with clean text" in fired[0][3]
+    assert check_gate("quality", low_everywhere, MonitorConfig(), clean=np.arange(200) < 5) == []
+
+
+def test_monitor_distribution_under_augmentation_reads_clean_samples():
+    monitor = GateMonitor(config=MonitorConfig(check_interval=100), augmented=True)
+    corrupted = np.arange(64) % 2 == 0
+    values = np.where(corrupted, 0.1, 0.6) + np.linspace(0, 0.02, 64)
+    monitor.update(gate_diagnostics("quality", torch.as_tensor(values, dtype=torch.float32)), 0,
+                   corrupted=torch.as_tensor(corrupted))
+    monitor.end_epoch()
+    distribution = monitor.statistics()["gates"]["quality"]["last_epoch_distribution"]
+    assert distribution["samples"] == "clean text" and distribution["count"] == 32
+    assert distribution["quantiles"]["q05"] > 0.55 and monitor.warnings == []

@@ -29,6 +29,7 @@ from crysfuse.rundir.layout import GATE_PLOTS_FILE, GATE_STATISTICS_FILE
 from crysfuse.training.gate_distribution import describe, target_classes
 from crysfuse.training.gate_rules import (
     INFORMATIONAL_RULES,
+    MIN_CLEAN_SAMPLES,
     check_gate,
     gate_kind,
     split_diagnostics,
@@ -38,8 +39,6 @@ from crysfuse.training.gate_rules import (
 
 logger = logging.getLogger(__name__)
 
-MIN_CLEAN_SAMPLES = 8
-"""Under augmentation the jump rule needs this many clean-text samples in a check window."""
 
 @dataclass
 class GateWarning:
@@ -110,6 +109,7 @@ class GateMonitor(L.Callback):
         # targets (NaN where unknown) and corruption flags of this epoch's and the check window's samples.
         self._epoch_values, self._log_window, self._check_window = {}, {}, {}  # type: ignore[var-annotated]
         self._epoch_targets, self._check_targets, self._check_corrupted = {}, {}, {}  # type: ignore[var-annotated]
+        self._epoch_corrupted: dict[str, list[np.ndarray]] = {}
         self._steps_since_log = self._steps_since_check = 0
         self._previous_mean: dict[str, float] = {}
         self._open: dict[tuple[str, str], GateWarning] = {}
@@ -140,6 +140,7 @@ class GateMonitor(L.Callback):
             self._epoch_targets.setdefault(key, []).append(_per_sample(targets, values.size, np.nan))
             self._check_targets.setdefault(key, []).append(_per_sample(targets, values.size, np.nan))
             self._check_corrupted.setdefault(key, []).append(_per_sample(corrupted, values.size, np.nan))
+            self._epoch_corrupted.setdefault(key, []).append(_per_sample(corrupted, values.size, np.nan))
         for name, value in scalars.items():
             history = self.scalar_history.setdefault(name, {"step": [], "value": []})
             history["step"].append(self.step)
@@ -171,10 +172,10 @@ class GateMonitor(L.Callback):
         for key, arrays in sorted(self._check_window.items()):
             values = np.concatenate(arrays)
             targets = np.concatenate(self._check_targets.get(key, [np.full(values.size, np.nan)]))
-            jump_mean, jump_threshold = self._jump_reference(key, values)
+            clean, jump_threshold = self._clean_mask(key, values)
             classes = target_classes(targets if np.isfinite(targets).any() else None, self.target, self.config)
             for rule, value, threshold, message in check_gate(key, values, self.config, self._previous_mean.get(key),
-                                                               classes=classes, jump_mean=jump_mean,
+                                                               classes=classes, clean=clean,
                                                                jump_threshold=jump_threshold):
                 known = self._open.get((rule, key))
                 if known is not None:
@@ -186,25 +187,24 @@ class GateMonitor(L.Callback):
                 new.append(warning)
                 logger.log(logging.INFO if rule in INFORMATIONAL_RULES else logging.WARNING,
                            "gate monitor, epoch %d step %d, %s: %s", self.epoch, self.step, rule, message)
-            finite = values[np.isfinite(values)]
-            reference = jump_mean if jump_mean is not None else (float(finite.mean()) if finite.size else None)
-            if reference is not None and np.isfinite(reference):
-                self._previous_mean[key] = reference
+            judged = values if clean is None else values[clean]
+            finite = judged[np.isfinite(judged)]
+            if finite.size >= (1 if clean is None else MIN_CLEAN_SAMPLES):  # the next jump's reference
+                self._previous_mean[key] = float(finite.mean())
         self._check_window, self._steps_since_check = {}, 0
         self._check_targets, self._check_corrupted = {}, {}
         return new
 
-    def _jump_reference(self, key: str, values: np.ndarray) -> tuple[float | None, float | None]:
-        """Under augmentation: the mean over the clean-text samples of the window (``None`` and no jump
-        check when there are fewer than :data:`MIN_CLEAN_SAMPLES`), or ``monitor.jump_augmented`` as threshold
-        where the batches did not say which samples were corrupted. Without augmentation: the plain rule."""
+    def _clean_mask(self, key: str, values: np.ndarray) -> tuple[np.ndarray | None, float | None]:
+        """Under augmentation: which samples of the window have clean text (the level rules and the jump rule
+        judge those), or, where the batches did not say, no mask and ``monitor.jump_augmented`` as the jump
+        threshold. Without augmentation: ``(None, None)``, the plain rules."""
         if not self.augmented:
             return None, None
         corrupted = np.concatenate(self._check_corrupted.get(key, [np.full(values.size, np.nan)]))
-        if np.isnan(corrupted).all():
+        if corrupted.size != values.size or np.isnan(corrupted).all():
             return None, self.config.jump_augmented
-        clean = values[(corrupted == 0) & np.isfinite(values)]
-        return (float(clean.mean()), None) if clean.size >= MIN_CLEAN_SAMPLES else (float("nan"), None)
+        return corrupted == 0, None
 
     def end_epoch(self, epoch: int | None = None) -> None:
         """Close an epoch: pending points and checks, histograms, last-epoch statistics."""
@@ -222,15 +222,22 @@ class GateMonitor(L.Callback):
                                             for key, values in epoch_values.items()}
             logger.debug("gate monitor epoch %d: %s", self.epoch, ", ".join(
                 f"{k} {v['mean']:.3f}±{v['std']:.3f}" for k, v in sorted(self.last_epoch.items())))
-        self._epoch_values, self._epoch_targets, self._open = {}, {}, {}
+        self._epoch_values, self._epoch_targets, self._epoch_corrupted, self._open = {}, {}, {}, {}
         self.epoch = (epoch if epoch is not None else self.epoch) + 1
 
     def _distribution(self, key: str, values: np.ndarray) -> dict[str, Any]:
-        """Quantiles, bimodality, two-group split, class means and switch verdict of one epoch's samples."""
+        """Quantiles, bimodality, two-group split, class means and switch verdict of one epoch's samples
+        (under augmentation, of its clean-text samples where the batches said which they are)."""
         targets = np.concatenate(self._epoch_targets.get(key, [np.full(values.size, np.nan)]))
+        corrupted = np.concatenate(self._epoch_corrupted.get(key, [np.full(values.size, np.nan)]))
+        masked = self.augmented and corrupted.size == values.size and not np.isnan(corrupted).all()
+        if masked:
+            values, targets = values[corrupted == 0], targets[corrupted == 0]
         if targets.size != values.size or not np.isfinite(targets).any():
             targets = None
-        return describe(values, target_classes(targets, self.target, self.config))
+        report = describe(values, target_classes(targets, self.target, self.config))
+        report["samples"] = "clean text" if masked else "all"
+        return report
 
     def statistics(self) -> dict[str, Any]:
         """The content of ``gate_statistics.json``."""
