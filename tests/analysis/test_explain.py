@@ -189,7 +189,11 @@ def test_report_of_a_run_without_attention_has_no_attention_section(train_tiny, 
 
 
 def test_report_with_attention_maps_fits_the_window_in_chromium(train_tiny, tmp_path):
-    from tests.analysis.test_compare_report import _assert_fits_the_window, _open_in_chromium, _screenshot_path
+    from tests.analysis.test_compare_report import (
+        _assert_fits_the_window,
+        _open_in_chromium,
+        _screenshot_path,
+    )
 
     page_path = tmp_path / "run.html"
     assert main(["report", str(train_tiny("cross_attention")), "--out", str(page_path)]) == 0

@@ -41,7 +41,6 @@ from crysfuse.analysis.plots import (
     parity_plot,
 )
 from crysfuse.analysis.words import TokenAlignmentError
-from crysfuse.text.encoder import EncoderUnavailableError
 from crysfuse.figures import plt
 from crysfuse.fusion import FUSION
 from crysfuse.io import write_text_atomic
@@ -53,6 +52,7 @@ from crysfuse.rundir.layout import (
     ROBUSTNESS_JSON_FILE,
     ROBUSTNESS_PLOT_PREFIX,
 )
+from crysfuse.text.encoder import EncoderUnavailableError
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
