@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from crysfuse.analysis.explain_errors import NotExplainableError, TokenAlignmentError
 from crysfuse.config import ConfigError
 from crysfuse.data.records import DataSourceError
 from crysfuse.data.splits import SplitError
@@ -12,5 +13,5 @@ from crysfuse.text.encoder import EncoderUnavailableError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     CheckpointError, ConfigError, DataSourceError, SplitError, EncoderUnavailableError, UnknownNameError,
-    RunDirectoryError,
+    RunDirectoryError, NotExplainableError, TokenAlignmentError,
 )

@@ -177,3 +177,67 @@ def test_diagnose_on_other_families(train_tiny, tmp_path, fusion, extra):
     assert report["recommendations"]
     for name in OUTPUTS:
         assert (out / name).is_file()
+
+
+def test_mae_by_class_on_a_hand_made_example():
+    from crysfuse.analysis.diagnose import mae_by_class
+    from crysfuse.training.gate_distribution import target_classes
+
+    target = np.array([0.0, 0.0, 0.0, 1.0, 2.0, 3.0])
+    clean = _predictions(target, [0.1, 0.2, 0.0, 1.5, 2.0, 2.0])   # |err|: .1 .2 0 | .5 0 1
+    deleted = _predictions(target, [0.4, 0.0, 0.2, 1.0, 3.0, 3.0])  # |err|: .4 0 .2 | 0 1 0
+    classes = target_classes(target, "gap pbe", MonitorConfig())
+    gate = np.array([0.1, 0.1, 0.1, 0.5, 0.5, 0.6])
+    by_class = mae_by_class(clean, deleted, classes, {"effective": gate})
+    assert list(by_class) == ["metal", "non-metal"]
+    assert by_class["metal"]["n"] == 3 and by_class["non-metal"]["n"] == 3
+    assert by_class["metal"]["mae_clean"] == pytest.approx(0.1)
+    assert by_class["metal"]["mae_text_deleted"] == pytest.approx(0.2)
+    assert by_class["non-metal"]["mae_clean"] == pytest.approx(0.5)
+    assert by_class["non-metal"]["mae_text_deleted"] == pytest.approx(1 / 3)
+    assert by_class["non-metal"]["delta_mae"] == pytest.approx(1 / 3 - 0.5)
+    assert by_class["non-metal"]["effective"] == pytest.approx(1.6 / 3)
+    assert mae_by_class(clean, deleted, None, {}) is None
+
+
+def test_a_switching_effective_gate_does_not_recommend_simplified():
+    from crysfuse.training.gate_distribution import describe
+
+    rng = np.random.default_rng(0)
+    bimodal = np.r_[rng.normal(0.09, 0.03, 43), rng.normal(0.44, 0.05, 57)].clip(0, 1)
+    report = _report({"quality": 0.7, "fusion": 0.4, "effective": float(bimodal.mean())})
+    assert report["gates"]["effective"]["clean"]["mean"] < 0.3
+    assert recommend(report, MonitorConfig())[0]["action"] == "use `simplified`"  # the mean alone
+    report["gates"]["effective"]["distribution"] = describe(bimodal)
+    report["notes"] = ["effective has two modes: ..."]
+    recs = recommend(report, MonitorConfig())
+    assert [r["action"] for r in recs] == ["keep the current model"]
+    assert "switch, not suppression" in recs[0]["reason"]
+    unimodal = rng.beta(2, 12, 100)
+    report["gates"]["effective"] = {"clean": {"mean": float(unimodal.mean())}, "distribution": describe(unimodal)}
+    assert recommend(report, MonitorConfig())[0]["action"] == "use `simplified`"
+
+
+def test_jump_warnings_of_an_augmentation_unaware_monitor_are_not_instability(tmp_path):
+    rows = [{"epoch": 0, "train_loss": 1.0, "val_mae": 0.5}, {"epoch": 1, "train_loss": 0.6, "val_mae": 0.4}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "gate_statistics.json").write_text(json.dumps({"warnings_by_rule": {"jump": 2}}))
+    assert training_stability(tmp_path)["unstable"]
+    old = training_stability(tmp_path, augmented=True)
+    assert not old["unstable"] and "not counted" in old["notes"][0]
+    (tmp_path / "gate_statistics.json").write_text(json.dumps({"warnings_by_rule": {"jump": 2}, "augmented": True}))
+    assert training_stability(tmp_path, augmented=True)["unstable"]  # the new monitor compared clean samples
+
+
+def test_diagnose_reports_distributions_and_classes_on_a_band_gap_run(gated_diagnosis):
+    _, out = gated_diagnosis
+    report = json.loads((out / "diagnosis.json").read_text())
+    assert report["class_rule"].startswith("metal: gap pbe ≤ 0.01")
+    assert sum(c["n"] for c in report["by_class"].values()) == report["n_samples"]
+    for c in report["by_class"].values():
+        assert {"mae_clean", "mae_text_deleted", "delta_mae", "effective"} <= set(c)
+    distribution = report["gates"]["effective"]["distribution"]
+    assert set(distribution["quantiles"]) == {"q05", "q25", "q50", "q75", "q95"}
+    assert "by_class" in distribution and "switch" in distribution
+    text = (out / "diagnosis.md").read_text()
+    assert "## Gate distributions (clean text)" in text and "## By class" in text

@@ -197,3 +197,55 @@ def test_settings_a_variant_does_not_declare_change_nothing(name):
         assert torch.equal(other_prediction, prediction), setting
         assert other_keys == keys, setting
 
+
+
+ATTENTION_VARIANTS = [n for n in VARIANTS if FUSION.get(n).attention_maps]
+
+
+def test_attention_variants_declare_token_attention():
+    """At least the cross-attention family declares maps, and every declared map reads tokens or atoms."""
+    assert "cross_attention" in ATTENTION_VARIANTS
+    kinds = {"atoms", "tokens", "graph", "text"}
+    for name in ATTENTION_VARIANTS:
+        for query, key in FUSION.get(name).attention_maps.values():
+            assert query in kinds and key in kinds, name
+
+
+@pytest.mark.parametrize("name", ATTENTION_VARIANTS)
+def test_declared_attention_maps_are_returned_per_call(name):
+    """``return_attention=True`` on one call returns exactly the declared maps, ``[B, Q, K]`` rows that sum to
+    1 over the valid keys (0 for a crystal without text), spread over many tokens (not one key)."""
+    model = _model(name).eval()
+    lengths = [5, 3, 7, 0]
+    batch = crystal_batch(lengths)
+    assert model(batch).attention == {}  # off by default
+    output = model(batch, return_attention=True)
+    declared = FUSION.get(name).attention_maps
+    assert set(output.attention) == set(declared)
+    atoms = torch.bincount(batch.batch, minlength=4)
+    for map_name, weights in output.attention.items():
+        query, key = declared[map_name]
+        assert weights.dim() == 3 and weights.size(0) == 4
+        if query in ("graph", "text"):
+            assert weights.size(1) == 1, map_name
+        for i in range(4):
+            valid_keys = lengths[i] if key == "tokens" else int(atoms[i])
+            valid_queries = int(atoms[i]) if query == "atoms" else 1
+            rows = weights[i, :valid_queries, :valid_keys]
+            if key == "tokens" and lengths[i] == 0:
+                assert torch.all(weights[i] == 0), map_name
+                continue
+            assert torch.allclose(rows.sum(-1), torch.ones(valid_queries), atol=1e-5), map_name
+            assert torch.all(weights[i, :, valid_keys:] == 0), map_name  # padding gets nothing
+            if valid_keys > 1:
+                assert (rows > 1e-4).sum(-1).min() > 1, map_name  # real multi-key attention
+
+
+def test_middle_fusion_returns_its_gate_per_atom():
+    model = _model("concat", ["fusion.middle_layers=[0]"]).eval()
+    batch = crystal_batch([5, 3, 7, 2])
+    output = model(batch, return_attention=True)
+    per_atom = output.atom_gates["middle0"]
+    assert per_atom.shape == (batch.num_nodes,)
+    means = torch.zeros(4).index_add_(0, batch.batch, per_atom) / torch.bincount(batch.batch, minlength=4)
+    assert torch.allclose(means, output.diagnostics["middle0_gate"], atol=1e-6)

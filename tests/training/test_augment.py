@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 from crysfuse.config import TextCorruptionConfig
 from crysfuse.training.augment import TextCorruptionDataset, draw_corruptions
@@ -17,11 +18,15 @@ def test_draws_are_reproducible_and_follow_the_settings():
 
 
 def test_dataset_swaps_in_alternatives_with_the_given_probability():
-    dataset = TextCorruptionDataset(list(range(1000)), [[-1]] * 1000, probability=0.3, seed=0)
-    swapped = sum(dataset[i] == -1 for i in range(1000))
+    items = [SimpleNamespace(v=i) for i in range(1000)]
+    dataset = TextCorruptionDataset(items, [[SimpleNamespace(v=-1)]] * 1000, probability=0.3, seed=0)
+    drawn = [dataset[i] for i in range(1000)]
+    swapped = sum(item.v == -1 for item in drawn)
     assert 240 < swapped < 360
-    never = TextCorruptionDataset([1, 2], [[-1], [-1]], probability=0.0, seed=0)
-    assert [never[0], never[1]] == [1, 2]
+    assert all(bool(item.text_corrupted) == (item.v == -1) for item in drawn)  # each item says what it got
+    assert not hasattr(items[0], "text_corrupted")  # the shared items are left alone
+    never = TextCorruptionDataset(items[1:3], [[SimpleNamespace(v=-1)]] * 2, probability=0.0, seed=0)
+    assert [never[0].v, never[1].v] == [1, 2] and not never[0].text_corrupted
 
 
 def test_training_with_augmentation_runs_and_logs(train_tiny, caplog):

@@ -21,7 +21,7 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from scipy.stats import spearmanr
 
 from crysfuse.analysis import plots
-from crysfuse.analysis.markup import escape_markdown as md
+from crysfuse.analysis.diagnosis_markdown import md, render_markdown  # noqa: F401 - md is re-exported
 from crysfuse.analysis.robustness import EvaluationSet, load_evaluation_set
 from crysfuse.config import MonitorConfig
 from crysfuse.data.corruption import Corruption, corrupt_text
@@ -31,7 +31,8 @@ from crysfuse.io import write_json_atomic, write_text_atomic
 from crysfuse.predict import Predictions, predict_items, regression_metrics
 from crysfuse.rundir import read_gate_statistics, read_metrics
 from crysfuse.rundir.layout import DIAGNOSIS_JSON_FILE, DIAGNOSIS_MD_FILE, DIAGNOSIS_PLOT_FILES
-from crysfuse.training.gate_rules import check_gate, gate_kind, summarize
+from crysfuse.training.gate_distribution import GateClasses, describe, switch_text, target_classes
+from crysfuse.training.gate_rules import check_gate, gate_kind, hidden_switch, summarize
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,23 @@ def grouped(ids: list[str], groups: dict[str, list[str]], abs_error: np.ndarray,
             for group, rows in sorted(members.items(), key=lambda kv: (-len(kv[1]), kv[0]))}
 
 
+def mae_by_class(clean: Predictions, deleted: Predictions, classes: GateClasses | None,
+                 gates: dict[str, np.ndarray]) -> dict[str, dict[str, float]] | None:
+    """Per target class (``None`` without classes): n, MAE with clean text and with all text deleted, their
+    difference Δ = MAE(deleted) − MAE(clean), and the mean of every gate (clean text)."""
+    if classes is None:
+        return None
+    out: dict[str, dict[str, float]] = {}
+    for label, name in enumerate(classes.names):
+        rows = (classes.labels == label) & np.isfinite(clean.target)
+        n = int(rows.sum())
+        mae = float(np.mean(np.abs(clean.prediction - clean.target)[rows])) if n else math.nan
+        mae_deleted = float(np.mean(np.abs(deleted.prediction - deleted.target)[rows])) if n else math.nan
+        out[name] = {"n": n, "mae_clean": mae, "mae_text_deleted": mae_deleted, "delta_mae": mae_deleted - mae,
+                     **{key: float(np.mean(values[rows])) if n else math.nan for key, values in sorted(gates.items())}}
+    return out
+
+
 def text_effect(clean: Predictions, deleted: Predictions, *, seed: int = 0) -> dict[str, Any]:
     """MAE with and without text, the paired bootstrap 95 % interval of the difference, and whether the text
     helps measurably (MAE up by at least :data:`TEXT_EFFECT_MIN_RELATIVE` and the interval above 0)."""
@@ -120,8 +138,12 @@ def text_effect(clean: Predictions, deleted: Predictions, *, seed: int = 0) -> d
             "measurable": bool(relative >= TEXT_EFFECT_MIN_RELATIVE and low > 0)}
 
 
-def training_stability(run_dir: Path) -> dict[str, Any]:
-    """Loss and validation spikes from ``metrics.jsonl`` and the monitor's warnings by rule."""
+def training_stability(run_dir: Path, *, augmented: bool = False) -> dict[str, Any]:
+    """Loss and validation spikes from ``metrics.jsonl`` and the monitor's warnings by rule.
+
+    ``augmented``: the run trained with text-corruption augmentation. A monitor from before the jump rule knew
+    about augmentation (its statistics have no ``augmented`` entry) compared means over clean and corrupted
+    samples alike, so its jump warnings are reported but not counted as instability."""
     rows = read_metrics(run_dir)
     losses = [float(r.get("train_loss", math.nan)) for r in rows]
     val = [float(r.get("val_mae", math.nan)) for r in rows]
@@ -141,12 +163,17 @@ def training_stability(run_dir: Path) -> dict[str, Any]:
     if val_spikes:
         reasons.append(f"val MAE rose > {VAL_SPIKE}x its best so far {len(val_spikes)} time(s), "
                        f"max {max(s['ratio'] for s in val_spikes):.2f}x")
+    notes = []
     for rule in ("jump", "non_finite"):
         if by_rule and by_rule.get(rule):
+            if rule == "jump" and augmented and statistics is not None and "augmented" not in statistics:
+                notes.append(f"{by_rule[rule]} 'jump' warning(s) from a monitor that mixed clean and corrupted "
+                             "samples under text augmentation: not counted")
+                continue
             reasons.append(f"gate monitor: {by_rule[rule]} '{rule}' warning(s)")
     return {"epochs": len(rows), "train_loss": losses, "val_mae": val, "loss_spikes": loss_spikes,
             "val_spikes": val_spikes, "non_finite_epochs": non_finite, "monitor_warnings_by_rule": by_rule,
-            "unstable": bool(reasons), "reasons": reasons}
+            "unstable": bool(reasons), "reasons": reasons, "notes": notes}
 
 
 def recommend(report: dict[str, Any], config: MonitorConfig) -> list[dict[str, Any]]:
@@ -154,7 +181,11 @@ def recommend(report: dict[str, Any], config: MonitorConfig) -> list[dict[str, A
     recs = []
     n = report["n_samples"]
     gates = [(key, gate_kind(key), gate["clean"]["mean"]) for key, gate in report["gates"].items()]
+    switches = {key: gate.get("distribution") for key, gate in report["gates"].items()}
     for key, kind, mean in sorted(gates, key=lambda g: g[1] != "effective"):  # effective first, as in the flow
+        if kind in ("effective", "quality") and hidden_switch(
+                switches[key], config.effective_low if kind == "effective" else config.quality_low):
+            continue  # a two-mode gate whose mean falls below the threshold is a switch (see report["notes"])
         if kind == "effective" and mean < config.effective_low:
             recs.append({"action": "use `simplified`", "trigger": "effective_low", "numbers": {
                 "gate": key, "mean": mean, "threshold": config.effective_low, "n": n},
@@ -181,6 +212,9 @@ def recommend(report: dict[str, Any], config: MonitorConfig) -> list[dict[str, A
         if effect is not None:
             reason += (f", and deleting the text raises the MAE by {effect['delta_mae']:+.4f} "
                        f"({effect['relative']:+.1%})")
+        switched = [note for note in report.get("notes", []) if "switch" in note or "two modes" in note]
+        if switched:
+            reason += "; a gate mean below its threshold is a switch, not suppression: " + "; ".join(switched)
         recs.append({"action": "keep the current model", "trigger": "healthy", "numbers": effect or {},
                      "reason": reason if report["uses_text"] else "the model uses no text"})
     return recs
@@ -197,6 +231,8 @@ def diagnose(run_dir: str | Path, *, split: str = "test", data: str | None = Non
                             batch_size=batch_size)
     abs_error = np.abs(clean.prediction - clean.target)
     info = crystal_info(evaluation)
+    classes = target_classes(clean.target, config.data.target, config.monitor)
+    augmented = config.train.text_corruption.probability > 0
     uses_text = bool(model.uses_text)
     report: dict[str, Any] = {
         "run": str(run_dir), "split": split, "n_samples": len(evaluation.ids), "uses_text": uses_text,
@@ -206,18 +242,24 @@ def diagnose(run_dir: str | Path, *, split: str = "test", data: str | None = Non
         "text_effect": text_effect(clean, deleted, seed=seed) if uses_text else None,
         "gates": {key: {"kind": gate_kind(key), "clean": summarize(values),
                         "text_deleted": summarize(deleted.gates.get(key, np.zeros(0))),
-                        "spearman_abs_error": spearman(values, abs_error)}
+                        "spearman_abs_error": spearman(values, abs_error),
+                        "distribution": describe(values, classes)}
                   for key, values in sorted(clean.gates.items())},
+        "class_rule": classes.rule if classes is not None else None,
+        "by_class": mae_by_class(clean, deleted, classes, clean.gates),
         "by_crystal_system": grouped(clean.ids, {i: [v[0]] for i, v in info.items()}, abs_error, clean.gates),
         "by_element": grouped(clean.ids, {i: v[1] for i, v in info.items()}, abs_error, clean.gates),
-        "stability": training_stability(run_dir),
+        "stability": training_stability(run_dir, augmented=augmented),
         "findings": [{"gate": key, "rule": rule, "value": value, "threshold": threshold, "message": message}
                      for key, values in sorted(clean.gates.items())
-                     for rule, value, threshold, message in check_gate(key, values, config.monitor)],
+                     for rule, value, threshold, message in check_gate(key, values, config.monitor,
+                                                                       classes=classes)],
         "largest_errors": [{"id": clean.ids[i], "target": float(clean.target[i]),
                             "prediction": float(clean.prediction[i]), "abs_error": float(abs_error[i])}
                            for i in np.argsort(-np.nan_to_num(abs_error, nan=-1.0))[:5]],
     }
+    report["notes"] = [switch_text(key, gate["distribution"]["switch"]) for key, gate in report["gates"].items()
+                       if gate["distribution"]["switch"] is not None] + report["stability"]["notes"]
     report["recommendations"] = recommend(report, config.monitor)
     for rec in report["recommendations"]:
         logger.info("recommendation: %s (%s)", rec["action"], rec["reason"])
@@ -231,52 +273,6 @@ def strict_json(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [strict_json(v) for v in value]
     return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
-def _num(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else md(value)
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(_num(c) for c in row) + " |" for row in rows] + [""]
-
-
-def render_markdown(report: dict[str, Any]) -> str:
-    """``diagnosis.md``: every untrusted string (ids, elements, systems, gate keys) is escaped."""
-    out = [f"# Diagnosis of {md(report['run'])}", "",
-           f"{report['n_samples']} samples of the {md(report['split'])} split; the model "
-           + f"{'uses' if report['uses_text'] else 'does not use'} text.", "", "## Recommendation", ""]
-    out += [f"- **{r['action']}**: {md(r['reason'])}" for r in report["recommendations"]] + ["", "## Metrics", ""]
-    metrics = report["metrics"]
-    out += _table(["", "MAE", "RMSE", "R²", "max error"],
-                  [[name, *(metrics[key][m] for m in ("mae", "rmse", "r2", "max_error"))]
-                   for name, key in (("clean text", "clean"), ("all text deleted", "text_deleted"))])
-    if report["gates"]:
-        out += ["## Gates", ""]
-        out += _table(["gate", "text", "mean", "std", "min", "max", "Spearman ρ vs abs. error"],
-                      [[key, label, *(g[k][s] for s in ("mean", "std", "min", "max")),
-                        g["spearman_abs_error"]["rho"] if k == "clean" else ""]
-                       for key, g in report["gates"].items()
-                       for k, label in (("clean", "clean"), ("text_deleted", "deleted"))])
-    gate_keys = list(report["gates"])
-    for title, key in (("By crystal system", "by_crystal_system"), ("By element (15 most frequent)", "by_element")):
-        rows = [[name, v["n"], v["mae"], *(v[k] for k in gate_keys)] for name, v in report[key].items()][:15]
-        out += [f"## {title}", ""] + _table(["group", "n", "MAE", *gate_keys], rows)
-    stability, by_rule = report["stability"], report["stability"]["monitor_warnings_by_rule"]
-    out += ["## Training stability", "", f"{stability['epochs']} epochs; "
-            + ("; ".join(md(r) for r in stability["reasons"]) if stability["unstable"] else "no instability found")
-            + ". Monitor warnings by rule: " + md(", ".join(f"{k}: {v}" for k, v in by_rule.items()) if by_rule
-                                                  else "none" if by_rule is not None else "no gate_statistics.json")
-            + ".", ""]
-    if report["findings"]:
-        out += ["## Gate rules on the evaluated samples", ""] + [f"- {md(f['message'])}" for f in report["findings"]]
-        out += [""]
-    out += ["## Largest errors", ""] + _table(["id", "target", "prediction", "abs. error"],
-                                              [[e["id"], e["target"], e["prediction"], e["abs_error"]]
-                                               for e in report["largest_errors"]])
-    out += ["Plots: " + ", ".join(f"`{name}`" for name in PLOT_FILES), ""]
-    return "\n".join(out)
 
 
 def write_diagnosis(diagnosis: Diagnosis, out_dir: str | Path) -> list[Path]:

@@ -231,3 +231,61 @@ def spread_calibration(curves: dict[str, list[dict[str, float]]]) -> Any:
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
     return figure
+
+
+# ------------------------------------------------------------------------------------------------- explain
+
+HEATMAP_WORDS = 30
+"""Words shown in an attention heatmap: the most attended ones (by their largest weight), in text order."""
+
+
+def _shown_columns(weights: np.ndarray, limit: int) -> np.ndarray:
+    if weights.shape[1] <= limit:
+        return np.arange(weights.shape[1])
+    return np.sort(np.argsort(-weights.max(axis=0), kind="stable")[:limit])
+
+
+def _heatmap(figure: Any, axis: Any, weights: np.ndarray, rows: list[str], columns: list[str], title: str,
+             vmin: float | None = 0.0) -> None:
+    image = axis.imshow(weights, aspect="auto", cmap="viridis", vmin=vmin)
+    axis.set_yticks(range(len(rows)), rows, fontsize=7)
+    axis.set_xticks(range(len(columns)), columns, rotation=70, ha="right", fontsize=7)
+    axis.set_title(title, fontsize=9)
+    figure.colorbar(image, ax=axis, fraction=0.03, pad=0.01)
+
+
+def attention_heatmap(explanation: Any) -> Any:
+    """One crystal's attention (a :class:`crysfuse.analysis.explain.CrystalExplanation`): the token maps
+    stacked as rows (atoms, then the graph vector) over the most attended words, then any map over atoms and
+    the middle-fusion gate per atom."""
+    token_maps = [m for m in explanation.maps if m.key_kind == "tokens" and m.weights.size]
+    atom_maps = [m for m in explanation.maps if m.key_kind == "atoms" and m.weights.size]
+    gates = {name: np.asarray(v, dtype=float)[None, :] for name, v in explanation.atom_gates.items() if v}
+    panels = (1 if token_maps else 0) + len(atom_maps) + len(gates)
+    rows_shown = sum(len(m.queries) for m in token_maps)
+    heights = ([max(1.5, 0.22 * rows_shown + 1.2)] if token_maps else []) + [1.4] * (panels - bool(token_maps))
+    figure, axes = plt.subplots(max(panels, 1), 1, squeeze=False, gridspec_kw={"height_ratios": heights or [1]},
+                                figsize=(min(4 + 0.28 * HEATMAP_WORDS, 13), sum(heights or [1.5]) + 0.8))
+    axes = list(axes[:, 0])
+    header = f"{explanation.id}: target {explanation.target:.3g}, predicted {explanation.prediction:.3g}"
+    if not panels:
+        axes[0].text(0.5, 0.5, "no attention: the crystal has no text tokens", ha="center", va="center")
+        axes[0].set_axis_off()
+    if token_maps:
+        weights = np.vstack([m.weights for m in token_maps])
+        rows = [q if m.query_kind == "atoms" else f"⟨{q}⟩" for m in token_maps for q in m.queries]
+        shown = _shown_columns(weights, HEATMAP_WORDS)
+        words = explanation.keys_of(token_maps[0])
+        note = "" if len(shown) == len(words) else f" ({len(shown)} of {len(words)} words: the most attended)"
+        _heatmap(figure, axes.pop(0), weights[:, shown], rows, [words[c] for c in shown],
+                 f"attention over the text: {', '.join(m.name for m in token_maps)}{note}")
+    for m in atom_maps:
+        _heatmap(figure, axes.pop(0), m.weights, [f"⟨{q}⟩" for q in m.queries], explanation.atoms,
+                 f"{m.name}: attention over the atoms")
+    for name, values in gates.items():
+        _heatmap(figure, axes.pop(0), values, [name], explanation.atoms,
+                 f"{name}: gate per atom (mean α over channels; a gate, not attention), "
+                 f"{values.min():.3f}–{values.max():.3f}", vmin=None)
+    figure.suptitle(header, fontsize=10)
+    figure.tight_layout()
+    return figure

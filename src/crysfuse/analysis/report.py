@@ -25,17 +25,34 @@ from crysfuse.analysis.comparison import (
     COMPARISON_ROBUSTNESS_PNG,
 )
 from crysfuse.analysis.diagnose import spearman
+from crysfuse.analysis.explain import (
+    DEFAULT_CRYSTALS,
+    NotExplainableError,
+    explain,
+    top_words,
+)
 from crysfuse.analysis.markup import escape_html as esc
-from crysfuse.analysis.plots import error_histogram, gate_vs_error, learning_curves, mae_by_group, parity_plot
+from crysfuse.analysis.plots import (
+    attention_heatmap,
+    error_histogram,
+    gate_vs_error,
+    learning_curves,
+    mae_by_group,
+    parity_plot,
+)
+from crysfuse.analysis.words import TokenAlignmentError
 from crysfuse.figures import plt
+from crysfuse.fusion import FUSION
 from crysfuse.io import write_text_atomic
 from crysfuse.rundir.layout import (
+    ATTENTION_JSON_FILE,
     CONFIG_FILE,
     DIAGNOSIS_JSON_FILE,
     GATE_PLOTS_FILE,
     ROBUSTNESS_JSON_FILE,
     ROBUSTNESS_PLOT_PREFIX,
 )
+from crysfuse.text.encoder import EncoderUnavailableError
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
@@ -155,8 +172,9 @@ def prediction_section(run_dir: Path, h: str) -> str:
             f'<div class="figures">{images}</div>')
 
 
-def run_sections(run_dir: Path, heading_level: int = 2) -> list[str]:
-    """HTML sections for one run directory."""
+def run_sections(run_dir: Path, heading_level: int = 2, *, explain_crystals: int = 0) -> list[str]:
+    """HTML sections for one run directory; ``explain_crystals`` > 0 computes the attention maps of that many
+    test crystals when the run directory holds none (``crysfuse explain`` output) and the model has any."""
     h = f"h{heading_level}"
     parts = []
     summary = rundir.read_summary(run_dir) if rundir.has_summary(run_dir) else {}
@@ -170,6 +188,9 @@ def run_sections(run_dir: Path, heading_level: int = 2) -> list[str]:
     predictions = prediction_section(run_dir, h)
     if predictions:
         parts.append(predictions)
+    attention = attention_section(run_dir, h, explain_crystals)
+    if attention:
+        parts.append(attention)
     statistics = rundir.read_gate_statistics(run_dir)
     if statistics or (run_dir / GATE_PLOTS_FILE).is_file():
         parts.append(f"<{h}>Gates during training</{h}>" + _gate_statistics(statistics or {})
@@ -187,13 +208,64 @@ def run_sections(run_dir: Path, heading_level: int = 2) -> list[str]:
     return parts
 
 
+def _has_attention(run_dir: Path) -> bool:
+    config = _read_json(run_dir / CONFIG_FILE) or {}
+    fusion = config.get("fusion") or {}
+    return bool(fusion.get("middle_layers")) or (
+        fusion.get("name") in FUSION.names() and bool(FUSION.get(fusion["name"]).attention_maps))
+
+
+def attention_section(run_dir: Path, h: str, crystals: int) -> str:
+    """Attention maps: the heatmaps and top words of ``crysfuse explain`` output found in the run directory,
+    else (``crystals`` > 0 and a model with attention) computed for the first test crystals; a note when
+    they cannot be computed (data or encoder not available here)."""
+    found = sorted(run_dir.glob(f"**/{ATTENTION_JSON_FILE}"))
+    if found:
+        images = "".join(_image_file(p, p.stem) for p in sorted(found[0].parent.glob("attention_*.png")))
+        rows = [row for crystal in (_read_json(found[0]) or {}).get("crystals", [])
+                for name, m in crystal.get("maps", {}).items()
+                for row in _top_rows(crystal["id"], name, m.get("top", []))]
+        return (f"<{h}>Attention maps</{h}>" + _attention_note() + table(rows[:60])
+                + f'<div class="figures">{images}</div>')
+    if crystals <= 0 or not _has_attention(run_dir):
+        return ""
+    try:
+        explanations = explain(run_dir, n=crystals)
+    # data errors (DataSourceError, CheckpointError, SplitError) are ValueErrors; a missing file an OSError
+    except (NotExplainableError, TokenAlignmentError, EncoderUnavailableError, OSError, ValueError) as err:
+        return f'<{h}>Attention maps</{h}><p class="note">not computed: {esc(err)}</p>'
+    images = "".join(_image(_png(attention_heatmap(e)), f"attention {e.id}") for e in explanations)
+    rows = [row for e in explanations for m in e.maps for row in _top_rows(e.id, m.name, top_words(e, m, k=3))]
+    return (f"<{h}>Attention maps</{h}>" + _attention_note() + table(rows[:60])
+            + f'<div class="figures">{images}</div>')
+
+
+def _attention_note() -> str:
+    return ('<p class="note">The model\'s own attention weights (head-averaged) of the first test crystals: rows '
+            "are atoms (element + index) or the pooled graph/text vector, columns the words of the description "
+            "(word pieces summed). Top words per query below; all weights in <code>crysfuse explain</code>'s "
+            "<code>attention.json</code>.</p>")
+
+
+def _top_rows(record_id: str, name: str, top: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    grouped: dict[str, list[str]] = {}
+    for row in top:
+        grouped.setdefault(row["query"], []).append(f"{row['word']} ({row['weight']:.3f})")
+    return [{"id": record_id, "map": name, "query": query, "top words": ", ".join(words)}
+            for query, words in list(grouped.items())[:8]]
+
+
 def _gate_statistics(statistics: dict[str, Any]) -> str:
     rows = []
     for gate, values in (statistics.get("gates") or {}).items():
         for period in ("training", "last_epoch"):
             numbers = values.get(period) or {}
-            rows.append({"gate": gate, "period": period,
-                         **{k: numbers.get(k) for k in ("mean", "std", "min", "max")}})
+            row = {"gate": gate, "period": period, **{k: numbers.get(k) for k in ("mean", "std", "min", "max")}}
+            distribution = values.get("last_epoch_distribution") if period == "last_epoch" else None
+            if distribution:  # monitors since issue 16: the shape of the last epoch's gate
+                row["median"] = (distribution.get("quantiles") or {}).get("q50")
+                row["shape"] = _shape(distribution)
+            rows.append(row)
     warnings = statistics.get("warnings") or []
     listed = "".join(f"<li>{esc(w.get('message', w))}</li>" for w in warnings[:50])
     return table(rows) + (f"<p>{len(warnings)} monitor warning(s):</p><ul>{listed}</ul>" if warnings else "")
@@ -205,10 +277,25 @@ def _diagnosis(path: Path) -> str:
         f"<li><b>{_code(esc(r.get('action', '')))}</b>: {_code(esc(r.get('reason', '')))}</li>"
         for r in report.get("recommendations", [])
     )
+    notes = "".join(f'<p class="note">{_code(esc(note))}</p>' for note in report.get("notes") or [])
     metrics = report.get("metrics") or {}
     metric_rows = [{"condition": k, **v} for k, v in metrics.items() if isinstance(v, dict)]
+    by_class = report.get("by_class") or {}
+    class_rows = [{"class": name, **{k: v for k, v in values.items()}} for name, values in by_class.items()]
+    classes = (f'<p class="note">MAE per class ({esc(report.get("class_rule") or "")}), with clean text and '
+               f"with all text deleted:</p>" + table(class_rows)) if class_rows else ""
     images = "".join(_image_file(p, p.stem) for p in sorted(path.parent.glob("*.png")))
-    return f"<ul>{recommendations}</ul>" + table(metric_rows) + images
+    return f"<ul>{recommendations}</ul>" + notes + table(metric_rows) + classes + images
+
+
+def _shape(distribution: dict[str, Any]) -> str:
+    """``one mode``, or the two levels of a switch (by modes or by class)."""
+    switch = distribution.get("switch")
+    if not switch:
+        return "one mode"
+    if switch.get("by") == "classes":
+        return f"switch: {switch['low_name']} {switch['low']:.3f} / {switch['high_name']} {switch['high']:.3f}"
+    return f"two modes: {switch['low']:.3f} ({switch['low_fraction']:.0%}) / {switch['high']:.3f}"
 
 
 def _code(escaped: str) -> str:
@@ -236,13 +323,16 @@ def comparison_sections(directory: Path) -> list[str]:
     return parts
 
 
-def write_report(directory: str | Path, out: str | Path) -> Path:
-    """Write the HTML page for a run or comparison directory; raises ``ValueError`` for anything else."""
+def write_report(directory: str | Path, out: str | Path, *, explain_crystals: int = DEFAULT_CRYSTALS) -> Path:
+    """Write the HTML page for a run or comparison directory; raises ``ValueError`` for anything else.
+
+    For a run whose model has attention maps, the page shows them for ``explain_crystals`` test crystals
+    (computed unless the run directory holds ``crysfuse explain`` output; 0 turns this off)."""
     directory = Path(directory)
     if (directory / COMPARISON_JSON).is_file():
         title, parts = f"crysfuse comparison: {directory.name}", comparison_sections(directory)
     elif rundir.has_summary(directory) or (directory / CONFIG_FILE).is_file():
-        title, parts = f"crysfuse run: {directory.name}", run_sections(directory)
+        title, parts = f"crysfuse run: {directory.name}", run_sections(directory, explain_crystals=explain_crystals)
     else:
         raise ValueError(f"{directory} is neither a run directory nor a comparison directory")
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'

@@ -20,6 +20,7 @@ from crysfuse.cli import (
     data,
     demo,
     diagnose,
+    explain,
     models,
     predict,
     preprocess,
@@ -30,7 +31,7 @@ from crysfuse.cli import (
 
 COMMANDS = {
     "train": train, "predict": predict, "models": models, "robustness": robustness, "demo": demo, "data": data,
-    "diagnose": diagnose, "compare": compare, "report": report, "config": config,
+    "diagnose": diagnose, "explain": explain, "compare": compare, "report": report, "config": config,
     "preprocess": preprocess,
 }
 

@@ -257,7 +257,7 @@ class MonitorConfig:
     check_interval: int = 50
     """Run the anomaly rules every this many training steps (and at the end of every epoch)."""
     effective_low: float = 0.3
-    """``effective`` gates: a mean below this means the text is suppressed."""
+    """``effective`` gates: a mean below this means the text is suppressed (a switch if the gate has two modes)."""
     quality_low: float = 0.5
     """``quality`` gates: a mean below this means the text is judged useless."""
     gate_low: float = 0.3
@@ -273,7 +273,16 @@ class MonitorConfig:
     collapse_std: float = 1e-3
     """Collapse fires when the std of a gate across samples is below this (every crystal gets the same value)."""
     jump: float = 0.2
-    """Jump fires when a gate's mean moves by more than this between two consecutive checks."""
+    """Jump fires when a gate's mean moves by more than this between two consecutive checks (under text augmentation:
+    the mean over the samples with clean text)."""
+    jump_augmented: float = 0.35
+    """Jump threshold under text augmentation when the batches do not say which samples have clean text."""
+    classes: str = "auto"
+    """Gate means per target class: ``auto`` for band-gap targets only, ``on`` for any target, ``off``."""
+    class_threshold: float = 0.01
+    """Class rule: target ≤ this is the first class (a metal for band gaps), above it the second."""
+    class_names: list[str] = field(default_factory=lambda: ["metal", "non-metal"])
+    """Names of the two classes (target ≤ ``class_threshold``, above)."""
 
 
 @dataclass

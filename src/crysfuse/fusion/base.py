@@ -9,6 +9,7 @@ scalars). The trainer, CLI, monitor and diagnosis read only these keys; they nev
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -32,6 +33,8 @@ class FusionInputs:
         text: Projected pooled text vector ``[B, P]``.
         text_norm: L2 norm of the encoder's pooled text before projection ``[B]`` (0 without text).
         step: Global training step (for schedules such as gate warm-up); -1 outside training.
+        return_attention: Return the attention weights (and ``attention_entropy``) for this call, as
+            ``fusion.return_attention`` does for every call (``crysfuse explain`` asks per call).
     """
 
     graph: torch.Tensor
@@ -42,6 +45,7 @@ class FusionInputs:
     text: torch.Tensor
     text_norm: torch.Tensor
     step: int = -1
+    return_attention: bool = False
 
 
 @dataclass
@@ -66,6 +70,10 @@ class FusionModule(nn.Module):
         gates: The per-sample gate diagnostics it always returns (keys of ``[B]`` tensors in ``diagnostics``).
         scalars: The extra 0-dim diagnostics it returns (besides the gates' ``_mean``/``_std``/... summaries).
         on_request: Per-sample diagnostics returned only when ``fusion.return_attention`` is set.
+        attention_maps: The attention weights returned on request (``FusionOutput.attention``), by name, with
+            what their queries and keys are: ``"atoms"`` (``[Nmax]`` padded per crystal), ``"tokens"``
+            (``[L]`` text tokens), ``"graph"`` (the pooled graph vector, one query) or ``"text"`` (the pooled
+            text vector, one query). Each map is ``[B, Q, K]`` with rows summing to 1 over the valid keys.
         hyperparameters: The :class:`~crysfuse.config.FusionConfig` fields it reads (``name`` aside).
     """
 
@@ -75,6 +83,7 @@ class FusionModule(nn.Module):
     gates: tuple[str, ...] = ()
     scalars: tuple[str, ...] = ()
     on_request: tuple[str, ...] = ()
+    attention_maps: ClassVar[dict[str, tuple[str, str]]] = {}
     hyperparameters: tuple[str, ...] = ()
 
     def __init__(self, *, dim: int, dim_nodes: int, config: FusionConfig) -> None:
@@ -85,6 +94,10 @@ class FusionModule(nn.Module):
 
     def forward(self, inputs: FusionInputs) -> FusionOutput:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def wants_attention(self, inputs: FusionInputs) -> bool:
+        """Whether this call returns its attention maps (``fusion.return_attention`` or the call's flag)."""
+        return bool(getattr(self, "return_attention", False) or inputs.return_attention)
 
 
 def gate_diagnostics(name: str, values: torch.Tensor) -> dict[str, torch.Tensor]:

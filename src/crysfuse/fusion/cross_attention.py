@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch_geometric.utils import scatter
 
@@ -24,6 +26,7 @@ class CrossAttentionFusion(FusionModule):
     equation = ("Â = LN(A + MHA(A, T)); ĝ = LN(g + MHA(g, T)); fused = [ĝ; mean_atoms(Â)] — no gate (the seed's "
                 "\"plain cross-modal\" baseline)")
     on_request = ("attention_entropy",)
+    attention_maps: ClassVar[dict[str, tuple[str, str]]] = {"atoms_to_text": ("atoms", "tokens"), "graph_to_text": ("graph", "tokens")}
     hyperparameters = ("num_heads", "dropout", "return_attention")
 
     def __init__(self, *, dim: int, dim_nodes: int, config: FusionConfig) -> None:
@@ -40,7 +43,7 @@ class CrossAttentionFusion(FusionModule):
         g_hat, w_graph = self.graph_to_text(inputs.graph.unsqueeze(1), inputs.tokens, inputs.token_mask)
         atom_mean = scatter(atoms_hat[atom_mask], inputs.node_batch, dim=0, dim_size=atoms.size(0), reduce="mean")
         output = FusionOutput(fused=torch.cat([g_hat.squeeze(1), atom_mean], dim=-1))
-        if self.return_attention:
+        if self.wants_attention(inputs):
             output.attention = {"graph_to_text": w_graph, "atoms_to_text": w_atoms}
             entropy = normalized_entropy(w_graph, inputs.token_mask)
             output.diagnostics.update(gate_diagnostics("attention_entropy", entropy))

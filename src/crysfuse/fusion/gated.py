@@ -3,6 +3,8 @@ measured and diagnosed."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -46,6 +48,7 @@ class GatedFusion(FusionModule):
                 "w = q·f; fused = LN((1 − w)·ĝ + w·t̂ + g)")
     gates = ("quality", "fusion", "effective")
     on_request = ("attention_entropy",)
+    attention_maps: ClassVar[dict[str, tuple[str, str]]] = {"graph_to_text": ("graph", "tokens"), "text_to_atoms": ("text", "atoms")}
     hyperparameters = ("num_heads", "dropout", "dim_hidden", "quality_threshold", "return_attention")
 
     def __init__(self, *, dim: int, dim_nodes: int, config: FusionConfig) -> None:
@@ -82,7 +85,7 @@ class GatedFusion(FusionModule):
             **extra,
         }
         output = FusionOutput(fused=fused, diagnostics=diagnostics)
-        if self.return_attention:
+        if self.wants_attention(inputs):
             output.attention.update(weights)
             entropy = normalized_entropy(weights["graph_to_text"], inputs.token_mask)
             diagnostics.update(gate_diagnostics("attention_entropy", entropy))

@@ -21,7 +21,8 @@ class MiddleFusion(nn.Module):
     Shapes: nodes ``x [N, H]``, text ``t [B, P]``, node_batch ``[N]`` → ``[N, H]``.
     Diagnostics under ``prefix``: ``<prefix>_gate`` ``[B]`` = the mean of α over a crystal's atoms and
     channels (+ summaries), and ``<prefix>_gate_saturation`` ``[B]`` = the fraction of α entries below 0.05
-    or above 0.95 (the channel mean alone hides saturation).
+    or above 0.95 (the channel mean alone hides saturation). The third output is the mean of α over the
+    channels per atom ``[N]`` (how much of the text each atom takes in; ``crysfuse explain`` shows it).
     """
 
     def __init__(self, *, dim_nodes: int, dim_text: int, dim_hidden: int, dropout: float, prefix: str) -> None:
@@ -33,15 +34,16 @@ class MiddleFusion(nn.Module):
 
     def forward(
         self, x: torch.Tensor, text: torch.Tensor, node_batch: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         injected = self.text_transform(text).index_select(0, node_batch)
         alpha = torch.sigmoid(self.gate(torch.cat([x, injected], dim=-1)))
         num_graphs = text.size(0)
-        per_crystal = scatter(alpha.mean(-1), node_batch, dim=0, dim_size=num_graphs, reduce="mean")
+        per_atom = alpha.mean(-1)
+        per_crystal = scatter(per_atom, node_batch, dim=0, dim_size=num_graphs, reduce="mean")
         saturated = ((alpha < 0.05) | (alpha > 0.95)).to(alpha.dtype).mean(-1)
         saturation = scatter(saturated, node_batch, dim=0, dim_size=num_graphs, reduce="mean")
         diagnostics = {
             **gate_diagnostics(f"{self.prefix}_gate", per_crystal),
             **gate_diagnostics(f"{self.prefix}_gate_saturation", saturation),
         }
-        return self.norm(x + alpha * injected), diagnostics
+        return self.norm(x + alpha * injected), diagnostics, per_atom.detach()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -26,6 +28,7 @@ class SimplifiedGateFusion(FusionModule):
     equation = "ĝ = LN(g + MHA(g, T)); a = σ(MLP([g; t])); fused = LN(ĝ + a·t + g)"
     gates = ("gate",)
     on_request = ("attention_entropy",)
+    attention_maps: ClassVar[dict[str, tuple[str, str]]] = {"graph_to_text": ("graph", "tokens")}
     hyperparameters = ("num_heads", "dropout", "dim_hidden", "return_attention")
 
     def __init__(self, *, dim: int, dim_nodes: int, config: FusionConfig) -> None:
@@ -47,7 +50,7 @@ class SimplifiedGateFusion(FusionModule):
         fused = self.norm_out(g_hat.squeeze(1) + weight.unsqueeze(-1) * t + g)
         diagnostics = {**gate_diagnostics("gate", gate), **extra}
         output = FusionOutput(fused=fused, diagnostics=diagnostics)
-        if self.return_attention:
+        if self.wants_attention(inputs):
             output.attention["graph_to_text"] = weights
             diagnostics.update(gate_diagnostics("attention_entropy", normalized_entropy(weights, inputs.token_mask)))
         return output

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -18,10 +18,18 @@ from crysfuse.nn.layers import ProjectionHead, mlp
 
 @dataclass
 class ModelOutput:
-    """``prediction`` ``[B]`` in target units; ``diagnostics`` from the fusion module (see fusion.base)."""
+    """``prediction`` ``[B]`` in target units; ``diagnostics`` from the fusion module (see fusion.base).
+
+    With ``return_attention``: ``attention``, the fusion module's attention weights by name (``[B, Q, K]``,
+    see ``FusionModule.attention_maps``), ``token_mask`` ``[B, L]``, and ``atom_gates``, the middle-fusion
+    gate per atom (``middle<k>`` → ``[N]``, the mean of α over the channels).
+    """
 
     prediction: torch.Tensor
     diagnostics: dict[str, torch.Tensor]
+    attention: dict[str, torch.Tensor] = field(default_factory=dict)
+    token_mask: torch.Tensor | None = None
+    atom_gates: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class CrysFuseModel(nn.Module):
@@ -76,18 +84,21 @@ class CrysFuseModel(nn.Module):
         """``(t(y) - mean) / std``: targets ``[B]`` as the loss sees them ``[B]``."""
         return (transform_target(self.target_transform, y) - self.target_mean) / self.target_std
 
-    def forward_normalized(self, batch, *, step: int = -1) -> ModelOutput:  # noqa: ANN001 - PyG Batch
+    def forward_normalized(self, batch, *, step: int = -1,  # noqa: ANN001 - PyG Batch
+                           return_attention: bool = False) -> ModelOutput:
         """Like :meth:`forward` but the prediction is standardised (what the loss sees)."""
         num_graphs = int(batch.num_graphs)
         tokens, token_mask, text, text_norm = self._text_inputs(batch, num_graphs)
         diagnostics: dict[str, torch.Tensor] = {}
+        atom_gates: dict[str, torch.Tensor] = {}
 
         def inject_text(index: int, x: torch.Tensor) -> torch.Tensor:
             module = self.middle[str(index)] if str(index) in self.middle else None
             if module is None:
                 return x
-            x, middle_diagnostics = module(x, text, batch.batch)
+            x, middle_diagnostics, per_atom = module(x, text, batch.batch)
             diagnostics.update(middle_diagnostics)
+            atom_gates[module.prefix] = per_atom
             return x
 
         encoding = self.encoder(batch, inject_text if len(self.middle) else None)
@@ -97,10 +108,14 @@ class CrysFuseModel(nn.Module):
         inputs = FusionInputs(
             graph=graph, nodes=encoding.nodes, node_batch=batch.batch, tokens=tokens, token_mask=token_mask,
             text=text if self.uses_text else graph.new_zeros(graph.shape), text_norm=text_norm, step=step,
+            return_attention=return_attention,
         )
         fused = self.fusion(inputs)
         diagnostics.update(fused.diagnostics)
-        return ModelOutput(prediction=self._predict(fused.fused), diagnostics=diagnostics)
+        output = ModelOutput(prediction=self._predict(fused.fused), diagnostics=diagnostics)
+        if return_attention:
+            output.attention, output.token_mask, output.atom_gates = fused.attention, token_mask, atom_gates
+        return output
 
     def _predict(self, features: torch.Tensor) -> torch.Tensor:
         """The head on ``[B, F]`` features → standardised predictions ``[B]``, always in float32: under bf16
@@ -109,9 +124,10 @@ class CrysFuseModel(nn.Module):
         with torch.autocast(features.device.type, enabled=False):
             return self.head(features.float()).squeeze(-1)
 
-    def forward(self, batch, *, step: int = -1) -> ModelOutput:  # noqa: ANN001
-        """Predict in target units. ``batch`` is a collated :class:`crysfuse.data.dataset.CrystalData` batch."""
-        output = self.forward_normalized(batch, step=step)
+    def forward(self, batch, *, step: int = -1, return_attention: bool = False) -> ModelOutput:  # noqa: ANN001
+        """Predict in target units. ``batch`` is a collated :class:`crysfuse.data.dataset.CrystalData` batch;
+        ``return_attention`` also returns the fusion module's attention weights (see :class:`ModelOutput`)."""
+        output = self.forward_normalized(batch, step=step, return_attention=return_attention)
         output.prediction = self.to_target_units(output.prediction)
         return output
 

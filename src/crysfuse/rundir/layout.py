@@ -42,6 +42,12 @@ ROBUSTNESS_PLOT_PREFIX = "robustness"
 DIAGNOSIS_JSON_FILE = "diagnosis.json"
 DIAGNOSIS_MD_FILE = "diagnosis.md"
 DIAGNOSIS_PLOT_FILES = ("gate_histogram.png", "gate_vs_error.png", "parity.png")
+ATTENTION_JSON_FILE = "attention.json"
+"""``crysfuse explain``: every crystal's attention maps (token and word level), atoms, words and predictions."""
+ATTENTION_CSV_FILE = "attention_words.csv"
+"""``crysfuse explain``: id,map,query,word_index,word,weight (one row per query and word)."""
+TOP_WORDS_CSV_FILE = "top_words.csv"
+"""``crysfuse explain``: id,map,query,rank,word_index,word,weight (the top words of every query, e.g. every atom)."""
 
 
 def predictions_file(split: str) -> str:
@@ -52,6 +58,12 @@ def predictions_file(split: str) -> str:
 def robustness_plot_file(quantity: str) -> str:
     """``robustness_<quantity>.png`` (``mae`` or a gate's ``<key>_mean``)."""
     return f"{ROBUSTNESS_PLOT_PREFIX}_{quantity}.png"
+
+
+def attention_plot_file(position: int, record_id: str) -> str:
+    """``attention_<position>_<id>.png``, the id reduced to letters, digits, ``-``, ``_`` and ``.``."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in record_id)[:80]
+    return f"attention_{position:02d}_{safe}.png"
 
 
 def resume_dir(run_dir: str | Path) -> Path:

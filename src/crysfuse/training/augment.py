@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from crysfuse.config import TextCorruptionConfig
@@ -58,7 +60,8 @@ def corrupted_alternatives(
 class TextCorruptionDataset(Dataset):
     """Training items; with ``probability`` an item is replaced by one of its corrupted alternatives.
 
-    The draw for item i in epoch e depends only on (seed, e, i), so a resumed run sees the same texts.
+    The draw for item i in epoch e depends only on (seed, e, i), so a resumed run sees the same texts. Every
+    item returned carries ``text_corrupted`` (``[1]`` bool), so a batch says which of its texts were corrupted.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class TextCorruptionDataset(Dataset):
     def __getitem__(self, index: int) -> CrystalData:
         options = self.alternatives[index]
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        if options and rng.random() < self.probability:
-            return options[int(rng.integers(len(options)))]
-        return self.items[index]
+        corrupted = bool(options) and rng.random() < self.probability
+        item = copy.copy(options[int(rng.integers(len(options)))] if corrupted else self.items[index])
+        item.text_corrupted = torch.tensor([corrupted])  # batched to [B]: the gate monitor's jump rule reads it
+        return item

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from crysfuse.config import MonitorConfig
+from crysfuse.training.gate_distribution import GateClasses, describe, switch_text
 
 SUMMARY_SUFFIXES = ("_mean", "_std", "_min", "_max")
 
@@ -49,10 +50,57 @@ def summarize(values: np.ndarray) -> dict[str, float]:
             "max": float(finite.max()), "count": int(finite.size)}
 
 
-def check_gate(key: str, values: np.ndarray, config: MonitorConfig,
-               previous_mean: float | None = None) -> list[tuple[str, float, float, str]]:
-    """Apply the anomaly rules to one gate's per-sample ``values``; returns ``(rule, value, threshold,
-    message)`` for every rule that fires (``jump`` only when ``previous_mean`` is given)."""
+INFORMATIONAL_RULES = ("switch",)
+"""Findings that describe a gate rather than flag a problem (logged at INFO, not counted as instability)."""
+
+
+def hidden_switch(distribution: dict[str, Any] | None, threshold: float) -> bool:
+    """Whether a gate's distribution (:func:`~crysfuse.training.gate_distribution.describe`) is a two-mode
+    switch whose upper level reaches ``threshold``: a mean below the threshold then hides a switch."""
+    evidence = (distribution or {}).get("switch")
+    return evidence is not None and evidence["high"] >= threshold
+
+
+def low_mean_rule(rule: str, key: str, values: np.ndarray, mean: float, threshold: float, problem: str,
+                  classes: GateClasses | None, where: str = "") -> tuple[str, float, float, str]:
+    """A rule that fires on a mean below ``threshold``, read with the gate's distribution: when the mean hides
+    a two-mode switch whose upper level reaches the threshold (see :func:`switch_evidence`), the finding is a
+    ``switch``, not ``rule``; otherwise ``rule`` with the median and the fraction of samples below.
+    ``where`` names the samples judged (e.g. `` (samples with clean text)``)."""
+    report = describe(values, classes)
+    evidence = report["switch"]
+    if hidden_switch(report, threshold):
+        return ("switch", mean, threshold, f"{key} mean{where} {mean:.3f} < {threshold} hides a switch, not "
+                f"'{rule}': " + switch_text(key, evidence))
+    finite = values[np.isfinite(values)]
+    below = float(np.mean(finite < threshold))
+    message = (f"{key} mean{where} {mean:.3f} < {threshold} (median {report['quantiles']['q50']:.3f}, "
+               f"{below:.0%} of samples below, one mode): {problem}")
+    return (rule, mean, threshold, message)
+
+
+CLEAN_TEXT = " (samples with clean text)"
+MIN_CLEAN_SAMPLES = 8
+"""Under augmentation the mean-based rules need this many clean-text samples in a check window."""
+
+
+def check_gate(key: str, values: np.ndarray, config: MonitorConfig, previous_mean: float | None = None, *,
+               classes: GateClasses | None = None, clean: np.ndarray | None = None,
+               jump_threshold: float | None = None) -> list[tuple[str, float, float, str]]:
+    """Apply the anomaly rules to one gate's per-sample ``values`` ``[n]``; returns ``(rule, value, threshold,
+    message)`` for every rule that fires.
+
+    Args:
+        previous_mean: The mean at the previous check (over the clean-text samples when ``clean`` is given);
+            ``jump`` runs only when it is given.
+        classes: The samples' target classes (:func:`~crysfuse.training.gate_distribution.target_classes`):
+            class means can reveal a switch the pooled values blur.
+        clean: ``[n]`` bool, True where the text is clean (under text augmentation): the rules on the gate's
+            level (suppression, low quality, gate range, switch, jump) judge those samples only — a gate is
+            meant to treat corrupted text differently — and are skipped with fewer than
+            :data:`MIN_CLEAN_SAMPLES` of them; saturation, collapse and non-finite values read every sample.
+        jump_threshold: Default ``config.jump``.
+    """
     fired: list[tuple[str, float, float, str]] = []
     finite = values[np.isfinite(values)]
     if finite.size < values.size:
@@ -61,17 +109,50 @@ def check_gate(key: str, values: np.ndarray, config: MonitorConfig,
     if finite.size == 0:
         return fired
     kind, mean = gate_kind(key), float(finite.mean())
+    fired += _level_rules(key, kind, values, config, previous_mean, classes, clean, jump_threshold)
+    fired += _spread_rules(key, kind, finite, mean, config)
+    return fired
+
+
+def _level_rules(key: str, kind: str, values: np.ndarray, config: MonitorConfig, previous_mean: float | None,
+                 classes: GateClasses | None, clean: np.ndarray | None,
+                 jump_threshold: float | None) -> list[tuple[str, float, float, str]]:
+    """The rules on the gate's level (its mean, read with its distribution) and the jump rule."""
+    where = ""
+    if clean is not None:
+        mask = np.asarray(clean, dtype=bool)
+        values, where = values[mask], CLEAN_TEXT
+        classes = None if classes is None else GateClasses(classes.labels[mask], classes.names, classes.rule)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0 or (clean is not None and finite.size < MIN_CLEAN_SAMPLES):
+        return []
+    fired = []
+    mean = float(finite.mean())
     if kind == "effective" and mean < config.effective_low:
-        fired.append(("suppression", mean, config.effective_low,
-                      f"{key} mean {mean:.3f} < {config.effective_low}: the text is suppressed"))
+        fired.append(low_mean_rule("suppression", key, values, mean, config.effective_low,
+                                   "the text is suppressed", classes, where))
     if kind == "quality" and mean < config.quality_low:
-        fired.append(("low_quality", mean, config.quality_low,
-                      f"{key} mean {mean:.3f} < {config.quality_low}: the text is judged useless"))
-    if kind == "gate" and not config.gate_low <= mean <= config.gate_high:
-        low = mean < config.gate_low
-        fired.append(("gate_range", mean, config.gate_low if low else config.gate_high,
-                      f"{key} mean {mean:.3f} outside [{config.gate_low}, {config.gate_high}]: "
-                      + ("the text is hardly used" if low else "over-reliance on the text")))
+        fired.append(low_mean_rule("low_quality", key, values, mean, config.quality_low,
+                                   "the text is judged useless", classes, where))
+    if kind == "gate" and mean < config.gate_low:
+        fired.append(low_mean_rule("gate_range", key, values, mean, config.gate_low,
+                                   f"outside [{config.gate_low}, {config.gate_high}], the text is hardly used",
+                                   classes, where))
+    if kind == "gate" and mean > config.gate_high:
+        message = (f"{key} mean{where} {mean:.3f} outside [{config.gate_low}, {config.gate_high}]: "
+                   "over-reliance on the text")
+        fired.append(("gate_range", mean, config.gate_high, message))
+    threshold = config.jump if jump_threshold is None else jump_threshold
+    if previous_mean is not None and math.isfinite(previous_mean) and abs(mean - previous_mean) > threshold:
+        fired.append(("jump", abs(mean - previous_mean), threshold,
+                      f"{key} mean{where} jumped {previous_mean:.3f} -> {mean:.3f} (|change| > {threshold})"))
+    return fired
+
+
+def _spread_rules(key: str, kind: str, finite: np.ndarray, mean: float,
+                  config: MonitorConfig) -> list[tuple[str, float, float, str]]:
+    """Saturation and collapse."""
+    fired = []
     if kind == "saturation" and mean > config.saturation_fraction:
         fired.append(("saturation", mean, config.saturation_fraction,
                       f"{key} mean {mean:.3f} > {config.saturation_fraction}: the gate is saturated"))
@@ -85,10 +166,6 @@ def check_gate(key: str, values: np.ndarray, config: MonitorConfig,
         std = float(finite.std())
         fired.append(("collapse", std, config.collapse_std,
                       f"{key} std {std:.2e} < {config.collapse_std}: every sample gets the same gate"))
-    if previous_mean is not None and math.isfinite(previous_mean) and abs(mean - previous_mean) > config.jump:
-        jump = abs(mean - previous_mean)
-        fired.append(("jump", jump, config.jump,
-                      f"{key} mean jumped {previous_mean:.3f} -> {mean:.3f} (|change| > {config.jump})"))
     return fired
 
 

@@ -62,9 +62,15 @@ class CrysFuseLightning(L.LightningModule):
         return loss, output
 
     def training_step(self, batch, batch_idx: int) -> dict[str, Any]:  # noqa: ANN001
-        """Returns the loss and the detached fusion diagnostics (read by callbacks such as the gate monitor)."""
+        """Returns the loss, the detached fusion diagnostics, the targets ``[B]`` and, under text augmentation,
+        which samples' text was corrupted (``text_corrupted`` ``[B]``), read by callbacks such as the gate
+        monitor."""
         loss, output = self._shared_step(batch, "train")
-        return {"loss": loss, "diagnostics": {k: v.detach() for k, v in output.diagnostics.items()}}
+        result = {"loss": loss, "diagnostics": {k: v.detach() for k, v in output.diagnostics.items()},
+                  "targets": batch.y.detach()}
+        if hasattr(batch, "text_corrupted"):
+            result["text_corrupted"] = batch.text_corrupted.detach()
+        return result
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.ema is not None:

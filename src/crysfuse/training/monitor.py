@@ -26,9 +26,19 @@ import numpy as np
 from crysfuse.config import MonitorConfig
 from crysfuse.io import write_json_atomic
 from crysfuse.rundir.layout import GATE_PLOTS_FILE, GATE_STATISTICS_FILE
-from crysfuse.training.gate_rules import check_gate, gate_kind, split_diagnostics, summarize, threshold_lines
+from crysfuse.training.gate_distribution import describe, target_classes
+from crysfuse.training.gate_rules import (
+    INFORMATIONAL_RULES,
+    MIN_CLEAN_SAMPLES,
+    check_gate,
+    gate_kind,
+    split_diagnostics,
+    summarize,
+    threshold_lines,
+)
 
 logger = logging.getLogger(__name__)
+
 
 @dataclass
 class GateWarning:
@@ -74,13 +84,19 @@ class GateMonitor(L.Callback):
         config: Intervals and rule thresholds (default :class:`MonitorConfig`).
         out_dir: Where ``gate_statistics.json`` and ``gate_plots.png`` go (default ``log_dir``).
         writer: An existing ``SummaryWriter``-like object (``add_scalar``/``add_histogram``).
+        target: The target's name (``data.target``), for the class rule (``monitor.classes``).
+        augmented: Text-corruption augmentation is on: the jump rule compares the means over the samples with
+            clean text (``update(..., corrupted=)``), or uses ``monitor.jump_augmented`` where that is unknown.
     """
 
     def __init__(self, log_dir: str | Path | None = None, *, config: MonitorConfig | None = None,
-                 out_dir: str | Path | None = None, writer: Any = None) -> None:
+                 out_dir: str | Path | None = None, writer: Any = None, target: str = "",
+                 augmented: bool = False) -> None:
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.out_dir = Path(out_dir) if out_dir is not None else self.log_dir
         self.config = config or MonitorConfig()
+        self.target, self.augmented = target, augmented
+        self.last_epoch_distribution: dict[str, dict[str, Any]] = {}
         self._writer, self._own_writer = writer, False
         self.active, self._batch_step = True, 0
         self.epoch, self.step, self.updates = 0, -1, 0
@@ -89,8 +105,11 @@ class GateMonitor(L.Callback):
         self.history: dict[str, dict[str, list[float]]] = {}
         self.scalar_history: dict[str, dict[str, list[float]]] = {}
         self.warnings: list[GateWarning] = []
-        # Samples not yet summarised, by gate: this epoch's, since the last log point, since the last check.
+        # Samples not yet summarised, by gate: this epoch's, since the last log point, since the last check;
+        # targets (NaN where unknown) and corruption flags of this epoch's and the check window's samples.
         self._epoch_values, self._log_window, self._check_window = {}, {}, {}  # type: ignore[var-annotated]
+        self._epoch_targets, self._check_targets, self._check_corrupted = {}, {}, {}  # type: ignore[var-annotated]
+        self._epoch_corrupted: dict[str, list[np.ndarray]] = {}
         self._steps_since_log = self._steps_since_check = 0
         self._previous_mean: dict[str, float] = {}
         self._open: dict[tuple[str, str], GateWarning] = {}
@@ -104,14 +123,24 @@ class GateMonitor(L.Callback):
             self._writer, self._own_writer = SummaryWriter(str(self.log_dir)), True
         return self._writer
 
-    def update(self, diagnostics: Mapping[str, Any], step: int) -> None:
-        """Record one training step's diagnostics; logs and checks at the configured intervals."""
+    def update(self, diagnostics: Mapping[str, Any], step: int, *, targets: Any = None,
+               corrupted: Any = None) -> None:
+        """Record one training step's diagnostics; logs and checks at the configured intervals.
+
+        Args:
+            targets: The batch's targets ``[B]`` (for gate means per class), optional.
+            corrupted: ``[B]`` bool, True where the sample's text was corrupted by augmentation, optional.
+        """
         gates, scalars = split_diagnostics(diagnostics)
         self.step, self.updates = int(step), self.updates + 1
         for key, values in gates.items():
             self.training.setdefault(key, _Stats()).add(values)
             for store in (self._epoch_values, self._log_window, self._check_window):  # pending samples
                 store.setdefault(key, []).append(values)
+            self._epoch_targets.setdefault(key, []).append(_per_sample(targets, values.size, np.nan))
+            self._check_targets.setdefault(key, []).append(_per_sample(targets, values.size, np.nan))
+            self._check_corrupted.setdefault(key, []).append(_per_sample(corrupted, values.size, np.nan))
+            self._epoch_corrupted.setdefault(key, []).append(_per_sample(corrupted, values.size, np.nan))
         for name, value in scalars.items():
             history = self.scalar_history.setdefault(name, {"step": [], "value": []})
             history["step"].append(self.step)
@@ -142,8 +171,12 @@ class GateMonitor(L.Callback):
         new: list[GateWarning] = []
         for key, arrays in sorted(self._check_window.items()):
             values = np.concatenate(arrays)
-            for rule, value, threshold, message in check_gate(key, values, self.config,
-                                                               self._previous_mean.get(key)):
+            targets = np.concatenate(self._check_targets.get(key, [np.full(values.size, np.nan)]))
+            clean, jump_threshold = self._clean_mask(key, values)
+            classes = target_classes(targets if np.isfinite(targets).any() else None, self.target, self.config)
+            for rule, value, threshold, message in check_gate(key, values, self.config, self._previous_mean.get(key),
+                                                               classes=classes, clean=clean,
+                                                               jump_threshold=jump_threshold):
                 known = self._open.get((rule, key))
                 if known is not None:
                     known.repeats += 1
@@ -152,12 +185,26 @@ class GateMonitor(L.Callback):
                 self._open[(rule, key)] = warning
                 self.warnings.append(warning)
                 new.append(warning)
-                logger.warning("gate monitor, epoch %d step %d, %s: %s", self.epoch, self.step, rule, message)
-            finite = values[np.isfinite(values)]
-            if finite.size:
+                logger.log(logging.INFO if rule in INFORMATIONAL_RULES else logging.WARNING,
+                           "gate monitor, epoch %d step %d, %s: %s", self.epoch, self.step, rule, message)
+            judged = values if clean is None else values[clean]
+            finite = judged[np.isfinite(judged)]
+            if finite.size >= (1 if clean is None else MIN_CLEAN_SAMPLES):  # the next jump's reference
                 self._previous_mean[key] = float(finite.mean())
         self._check_window, self._steps_since_check = {}, 0
+        self._check_targets, self._check_corrupted = {}, {}
         return new
+
+    def _clean_mask(self, key: str, values: np.ndarray) -> tuple[np.ndarray | None, float | None]:
+        """Under augmentation: which samples of the window have clean text (the level rules and the jump rule
+        judge those), or, where the batches did not say, no mask and ``monitor.jump_augmented`` as the jump
+        threshold. Without augmentation: ``(None, None)``, the plain rules."""
+        if not self.augmented:
+            return None, None
+        corrupted = np.concatenate(self._check_corrupted.get(key, [np.full(values.size, np.nan)]))
+        if corrupted.size != values.size or np.isnan(corrupted).all():
+            return None, self.config.jump_augmented
+        return corrupted == 0, None
 
     def end_epoch(self, epoch: int | None = None) -> None:
         """Close an epoch: pending points and checks, histograms, last-epoch statistics."""
@@ -171,21 +218,38 @@ class GateMonitor(L.Callback):
                 self.writer.add_histogram(f"gate/{key}", values[np.isfinite(values)], max(self.step, 0))
         if epoch_values:
             self.last_epoch = {key: summarize(values) for key, values in epoch_values.items()}
+            self.last_epoch_distribution = {key: self._distribution(key, values)
+                                            for key, values in epoch_values.items()}
             logger.debug("gate monitor epoch %d: %s", self.epoch, ", ".join(
                 f"{k} {v['mean']:.3f}±{v['std']:.3f}" for k, v in sorted(self.last_epoch.items())))
-        self._epoch_values, self._open = {}, {}
+        self._epoch_values, self._epoch_targets, self._epoch_corrupted, self._open = {}, {}, {}, {}
         self.epoch = (epoch if epoch is not None else self.epoch) + 1
+
+    def _distribution(self, key: str, values: np.ndarray) -> dict[str, Any]:
+        """Quantiles, bimodality, two-group split, class means and switch verdict of one epoch's samples
+        (under augmentation, of its clean-text samples where the batches said which they are)."""
+        targets = np.concatenate(self._epoch_targets.get(key, [np.full(values.size, np.nan)]))
+        corrupted = np.concatenate(self._epoch_corrupted.get(key, [np.full(values.size, np.nan)]))
+        masked = self.augmented and corrupted.size == values.size and not np.isnan(corrupted).all()
+        if masked:
+            values, targets = values[corrupted == 0], targets[corrupted == 0]
+        if targets.size != values.size or not np.isfinite(targets).any():
+            targets = None
+        report = describe(values, target_classes(targets, self.target, self.config))
+        report["samples"] = "clean text" if masked else "all"
+        return report
 
     def statistics(self) -> dict[str, Any]:
         """The content of ``gate_statistics.json``."""
         by_rule: dict[str, int] = {}
-        for warning in self.warnings:
+        for warning in self.warnings:  # informational findings (a switch) are counted too, under their rule
             by_rule[warning.rule] = by_rule.get(warning.rule, 0) + 1 + warning.repeats
         return {
             "total_steps": self.updates, "last_step": self.step, "epochs": self.epoch,
-            "thresholds": dataclasses.asdict(self.config),
+            "thresholds": dataclasses.asdict(self.config), "target": self.target, "augmented": self.augmented,
             "gates": {key: {"kind": gate_kind(key), "training": stats.to_dict(),
-                            "last_epoch": self.last_epoch.get(key, summarize(np.zeros(0)))}
+                            "last_epoch": self.last_epoch.get(key, summarize(np.zeros(0))),
+                            "last_epoch_distribution": self.last_epoch_distribution.get(key)}
                       for key, stats in sorted(self.training.items())},
             "scalars": {name: {"last": h["value"][-1], "min": min(h["value"]), "max": max(h["value"])}
                         for name, h in sorted(self.scalar_history.items())},
@@ -231,7 +295,8 @@ class GateMonitor(L.Callback):
         return {"epoch": self.epoch, "step": self.step, "updates": self.updates,
                 "training": {k: vars(v).copy() for k, v in self.training.items()},
                 "last_epoch": self.last_epoch, "history": self.history, "scalar_history": self.scalar_history,
-                "warnings": [dataclasses.asdict(w) for w in self.warnings], "previous_mean": self._previous_mean}
+                "warnings": [dataclasses.asdict(w) for w in self.warnings], "previous_mean": self._previous_mean,
+                "last_epoch_distribution": self.last_epoch_distribution}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.epoch, self.step, self.updates = state_dict["epoch"], state_dict["step"], state_dict["updates"]
@@ -241,6 +306,7 @@ class GateMonitor(L.Callback):
         self.last_epoch, self.history = state_dict["last_epoch"], state_dict["history"]
         self.scalar_history, self._previous_mean = state_dict["scalar_history"], state_dict["previous_mean"]
         self.warnings = [GateWarning(**w) for w in state_dict["warnings"]]
+        self.last_epoch_distribution = state_dict.get("last_epoch_distribution", {})  # absent before issue 16
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.active = trainer.is_global_zero
@@ -256,7 +322,8 @@ class GateMonitor(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         if self.active and isinstance(outputs, Mapping) and isinstance(outputs.get("diagnostics"), Mapping):
-            self.update(outputs["diagnostics"], self._batch_step)
+            self.update(outputs["diagnostics"], self._batch_step, targets=outputs.get("targets"),
+                        corrupted=outputs.get("text_corrupted"))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.active and not trainer.sanity_checking:
@@ -273,6 +340,14 @@ class GateMonitor(L.Callback):
             self.finish()
         except Exception:
             logger.exception("gate monitor could not write its report")
+
+
+def _per_sample(values: Any, size: int, fill: float) -> np.ndarray:
+    """``values`` as a float array ``[size]`` (``fill`` where absent or of another length)."""
+    if values is None:
+        return np.full(size, fill)
+    array = np.asarray(values.detach().cpu().double() if hasattr(values, "detach") else values, dtype=float)
+    return array.reshape(-1) if array.size == size else np.full(size, fill)
 
 
 def plot_trajectories(monitor: GateMonitor) -> Any:

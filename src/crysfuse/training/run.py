@@ -235,7 +235,9 @@ def _callbacks(config: Config, run_dir: Path, best: BestWeights, started: float)
     if config.monitor.enabled:
         # gate/<key>_* tags in the run's TensorBoard events; gate_statistics.json + gate_plots.png at fit end.
         # First in the list, so each epoch is closed before a resume checkpoint saves the monitor's state.
-        callbacks.insert(0, GateMonitor(run_dir / TENSORBOARD_DIR, config=config.monitor, out_dir=run_dir))
+        callbacks.insert(0, GateMonitor(run_dir / TENSORBOARD_DIR, config=config.monitor, out_dir=run_dir,
+                                        target=config.data.target,
+                                        augmented=config.train.text_corruption.probability > 0))
     return callbacks
 
 
