@@ -123,7 +123,7 @@ def _load_base(meta: TextEncoder) -> Any:
         model = AutoModel.from_pretrained(str(meta.path), local_files_only=True)
     except Exception as exc:
         raise EncoderUnavailableError(f"cannot load the model weights from {meta.path}: {exc}") from exc
-    return model.float()
+    return model.float().train()  # from_pretrained returns it in eval mode; it follows the model's mode instead
 
 
 def _configure(model: Any, settings: TextConfig) -> Any:

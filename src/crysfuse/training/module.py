@@ -1,5 +1,5 @@
 """The LightningModule around :class:`CrysFuseModel`: loss on standardised targets, MAE in target units,
-AdamW + one-cycle schedule."""
+AdamW + one-cycle schedule (a fine-tuned text encoder: its own group and warm-up)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from crysfuse.config import Config
 from crysfuse.models.crysfuse import CrysFuseModel, ModelOutput
+from crysfuse.training.schedule import OneCycleWithTextGroup
 
 
 class CrysFuseLightning(L.LightningModule):
@@ -47,10 +48,26 @@ class CrysFuseLightning(L.LightningModule):
         return {"loss": loss, "diagnostics": {k: v.detach() for k, v in output.diagnostics.items()}}
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's documented return shape
+        """AdamW + one-cycle schedule; a fine-tuned text encoder's weights form a second group with their own
+        peak learning rate and warm-up (``text.finetune_learning_rate``, ``text.finetune_warmup``)."""
         cfg = self.config.train
-        optimizer = torch.optim.AdamW(self.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg.learning_rate, total_steps=total, pct_start=cfg.pct_start
+        text_parameters = self.model.text_encoder_parameters()
+        if not text_parameters:
+            optimizer = torch.optim.AdamW(self.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=cfg.learning_rate, total_steps=total, pct_start=cfg.pct_start
+            )
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        text_ids = {id(p) for p in text_parameters}
+        model_parameters = [p for p in self.parameters() if p.requires_grad and id(p) not in text_ids]
+        optimizer = torch.optim.AdamW(
+            [{"params": model_parameters, "lr": cfg.learning_rate},
+             {"params": text_parameters, "lr": self.config.text.finetune_learning_rate}],
+            weight_decay=cfg.weight_decay,
+        )
+        scheduler = OneCycleWithTextGroup(
+            optimizer, max_lr=cfg.learning_rate, total_steps=total, pct_start=cfg.pct_start, text_group=1,
+            text_lr=self.config.text.finetune_learning_rate, text_warmup=self.config.text.finetune_warmup,
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -286,6 +286,7 @@ def _summary(config: Config, model: CrysFuseModel, data: RunData, metrics: dict[
         "text_missing": text.num_missing,
         "text_truncated": text.num_truncated,
         "encoder_id": text.encoder_id,
+        "text_finetune": config.text.finetune if text.encoder_id else None,
         "precision": str(config.train.precision),
         "weights": rundir.WEIGHTS_FILE,
     }
