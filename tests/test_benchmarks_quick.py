@@ -60,8 +60,17 @@ def test_train_step_quick() -> None:
 
 def test_text_overhead_quick() -> None:
     r = run_quick("text_overhead.py")
-    assert {"graph_only", "fused_cached", "fused_reencode"} <= set(r["sides"])
+    finetune = {"fused_last_k", "fused_all", "fused_lora", "text_only_cached", "text_only_lora"}
+    assert {"graph_only", "fused_cached", "fused_reencode"} | finetune <= set(r["sides"])
     assert {"fused_cached_over_graph_only", "reencode_over_cached"} <= set(r["ratios"])
+    assert {f"{name}_over_graph_only" for name in finetune} <= set(r["ratios"])
+    sides = r["sides"]
+    for side in sides.values():
+        assert side["step_s"] > 0 and side["peak_rss_mb"] > 0
+    # what trains: nothing of the encoder when it is frozen, a little with LoRA, every weight with `all`
+    assert sides["fused_cached"]["trained_text_encoder_parameters"] == 0
+    assert 0 < sides["fused_lora"]["trained_text_encoder_parameters"] < sides["fused_last_k"][
+        "trained_text_encoder_parameters"] < sides["fused_all"]["trained_text_encoder_parameters"]
 
 
 def test_preprocess_quick() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from torch.optim.lr_scheduler import OneCycleLR
@@ -14,7 +16,7 @@ def test_warmup_linear_rises_then_falls_to_zero():
     assert factors[0] < factors[5] < factors[9] <= 1.0
     assert max(factors) == pytest.approx(1.0)
     assert factors.index(max(factors)) == 10
-    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
+    assert all(a >= b for a, b in itertools.pairwise(factors[10:]))
     assert factors[-1] == pytest.approx(1 / 90)  # the last step before 0
     assert warmup_linear(0, 100, 0.0) == 1.0
 

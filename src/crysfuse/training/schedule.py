@@ -10,7 +10,7 @@ from torch.optim.lr_scheduler import OneCycleLR
 def warmup_linear(step: int, total_steps: int, warmup_fraction: float) -> float:
     """Factor of the peak learning rate at ``step``: linear from 0 to 1 over the first ``warmup_fraction`` of
     ``total_steps``, then linear down to 0 at the last step (BERT's fine-tuning schedule)."""
-    warmup = int(round(warmup_fraction * total_steps))
+    warmup = round(warmup_fraction * total_steps)
     if step < warmup:
         return (step + 1) / (warmup + 1)
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
