@@ -242,6 +242,10 @@ def _preprocess_texts(records: list[StructureRecord], config: Config, summary: P
     summary.texts_missing = info.num_missing
     side = TextSide(config, cache_dir)
     summary.encoder_id = side.encoder.model_id
+    if side.trainable:  # the encoder trains with the model: its outputs change every step, nothing to cache
+        summary.texts = len(distinct_texts(texts))
+        logger.info("embeddings: none computed (text.finetune=%s runs the encoder in training)", config.text.finetune)
+        return
     fill = _with_bar(len(distinct_texts(texts)), "embeddings", progress,
                      lambda tick: side.fill_cache(texts, trust_present=False, chunk_size=chunk_size, progress=tick))
     summary.texts, summary.embeddings_encoded, summary.embeddings_cached = fill.distinct, fill.encoded, fill.cached
