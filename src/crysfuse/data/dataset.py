@@ -71,6 +71,8 @@ def with_text(item: CrystalData, encoded: EncodedText | TokenIds) -> CrystalData
         other.text_tokens = torch.zeros(0, 1, dtype=torch.float16)
         other.text_pooled = torch.zeros(1, 1, dtype=torch.float16)
         return other
+    if "text_ids" in other:  # embeddings replace the text: stale ids must not be read instead
+        del other.text_ids
     other.text_tokens = encoded.tokens
     other.text_pooled = encoded.pooled.reshape(1, -1)
     return other
