@@ -86,3 +86,11 @@ def test_startup_quick() -> None:
     assert r["sides"]["warm"]["structures_parsed"] == 0
     assert r["sides"]["before"]["structures_parsed"] == r["sides"]["before"]["items"] > 0
     assert len({side["items"] for side in r["sides"].values()}) == 1
+
+
+def test_text_side_by_side_quick() -> None:
+    r = run_quick("text_side_by_side.py")
+    assert {"graph_only", "text_only", "text_only+lora", "simplified", "simplified+lora"} == set(r["rows"])
+    for row in r["rows"].values():
+        assert row["val_mae"]["mean"] > 0 and row["epoch_s"]["mean"] > 0 and row["peak_rss_mb"]["mean"] > 0
+    assert r["rows"]["text_only"]["n_params"] < r["rows"]["graph_only"]["n_params"]  # no graph encoder
