@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
-def measure_memory(run, device, release) -> dict[str, float]:  # noqa: ANN001
+def measure_memory(run, device, release) -> dict[str, float]:
     """Peak resident memory (and CUDA memory) of one more round of ``run``, after freeing what can be freed."""
     import torch
 
