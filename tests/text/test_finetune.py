@@ -129,3 +129,9 @@ def test_saved_state_of_another_mode_is_refused():
 def test_bad_settings_are_config_errors(settings, match):
     with pytest.raises(ConfigError, match=match):
         TrainableTextEncoder(settings)
+
+
+def test_token_cache_refuses_more_tokens_than_the_model_has_positions():
+    encoder = TextEncoder(EncoderSettings("minilm", max_length=4096), device="cpu")
+    with pytest.raises(ValueError, match="positions"):
+        TokenCache(encoder).ids(["a text"])

@@ -64,6 +64,9 @@ class TokenCache:
 
     def _tokenize(self, texts: list[str]) -> None:
         tokenizer, max_length = self.encoder.tokenizer, self.encoder.settings.max_length
+        limit = self.encoder.max_positions
+        if limit is not None and max_length > limit:
+            raise ValueError(f"max_length {max_length} exceeds the model's {limit} positions")
         full = tokenizer(texts, truncation=False, verbose=False)["input_ids"]
         cut = tokenizer(texts, truncation=True, max_length=max_length, verbose=False)["input_ids"]
         for text, ids, whole in zip(texts, cut, full):
