@@ -70,7 +70,8 @@ def train_cell(args: argparse.Namespace, fusion: str, finetune: str, seed: int, 
     return {"seed": seed, "val_mae": summary["val_mae"], "test_mae": summary["test_mae"],
             "epoch_s": statistics.mean(e["seconds"] for e in epochs), "train_seconds": summary["train_seconds"],
             "peak_rss_mb": usage.ru_maxrss / 1024.0, "n_params": summary["n_params"],
-            "text_truncated": summary["text_truncated"]}
+            "text_truncated": summary["text_truncated"],
+            "n_train": summary["n_train"], "n_val": summary["n_val"], "n_test": summary["n_test"]}
 
 
 def mean_std(values: list[float]) -> dict[str, float]:
