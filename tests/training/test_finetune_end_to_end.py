@@ -113,3 +113,15 @@ def test_text_only_runs_without_a_graph_encoder(train_tiny, mp36k_slice, tmp_pat
     assert main(["predict", "--checkpoint", str(run_dir), "--data", str(mp36k_slice), "--out", str(out)]) == 0
     predicted, expected = _read_csv(out), _read_csv(run_dir / "predictions_test.csv")
     assert all(predicted[i] == pytest.approx(v, abs=1e-6) for i, v in expected.items())
+
+
+def test_robustness_corrupts_the_text_a_fine_tuned_encoder_reads(lora_run):
+    """``crysfuse robustness`` on a fine-tuned run: corrupted texts are tokenized and really reach the encoder."""
+    from crysfuse.analysis.robustness import evaluate, load_evaluation_set
+    from crysfuse.data.corruption import Corruption
+
+    evaluation = load_evaluation_set(lora_run, split="test")
+    clean = evaluate(evaluation, None)
+    assert clean["mae"] == pytest.approx(json.loads((lora_run / "summary.json").read_text())["test_mae"], rel=1e-5)
+    deleted = evaluate(evaluation, Corruption("sentence", "delete", 1.0))
+    assert deleted["mae"] != clean["mae"]
