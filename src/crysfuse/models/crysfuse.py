@@ -58,6 +58,7 @@ class CrysFuseModel(nn.Module):
         self.register_buffer("target_mean", torch.zeros(()))
         self.register_buffer("target_std", torch.ones(()))
         # Built last, so that the other modules get the same initial weights as with a frozen encoder.
+        check_finetune(config.text)
         self.text_encoder = _trainable_text_encoder(config, dim_text) if self.uses_text else None
 
     def set_target_scaling(self, mean: float, std: float) -> None:
@@ -166,7 +167,6 @@ def model_uses_text(config: Config) -> bool:
 
 def _trainable_text_encoder(config: Config, dim_text: int) -> TrainableTextEncoder | None:
     """The text encoder as a module of the model when ``text.finetune`` trains it, else ``None``."""
-    check_finetune(config.text)
     if config.text.finetune == "none":
         return None
     encoder = TrainableTextEncoder(config.text)

@@ -28,6 +28,7 @@ from crysfuse.data.store import item_list, item_targets
 from crysfuse.models.crysfuse import CrysFuseModel, model_uses_text
 from crysfuse.predict import predict_items, regression_metrics
 from crysfuse.rundir.layout import TENSORBOARD_DIR
+from crysfuse.text.finetune import check_finetune
 from crysfuse.training.augment import TextCorruptionDataset, corrupted_alternatives
 from crysfuse.training.callbacks import BestWeights, EpochTimeEstimate, MetricsJsonl, ReleaseMemory
 from crysfuse.training.module import CrysFuseLightning
@@ -94,6 +95,7 @@ def train(config: Config, *, resume: bool | None = None) -> RunResult:
     Raises:
         RunDirectoryError: Another process trains into the directory, or it holds a different run.
     """
+    check_finetune(config.text)  # before any data is prepared
     run_dir = Path(config.experiment.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not is_primary_process():
