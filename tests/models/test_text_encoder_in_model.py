@@ -24,8 +24,8 @@ def _batches(structures):
              for i, s in enumerate(structures)]
     embedded = [with_text(p, e) for p, e in zip(plain, encoder.encode(TEXTS))]
     tokenized = [with_text(p, t) for p, t in zip(plain, TokenCache(encoder).ids(TEXTS))]
-    load = lambda items: next(iter(make_loader(items, batch_size=len(items), shuffle=False)))  # noqa: E731
-    return load(embedded), load(tokenized)
+    return tuple(next(iter(make_loader(items, batch_size=len(items), shuffle=False)))
+                 for items in (embedded, tokenized))
 
 
 @pytest.mark.parametrize("fusion", ["simplified", "text_only"])
