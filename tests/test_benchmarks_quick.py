@@ -60,8 +60,17 @@ def test_train_step_quick() -> None:
 
 def test_text_overhead_quick() -> None:
     r = run_quick("text_overhead.py")
-    assert {"graph_only", "fused_cached", "fused_reencode"} <= set(r["sides"])
+    finetune = {"fused_last_k", "fused_all", "fused_lora", "text_only_cached", "text_only_lora"}
+    assert {"graph_only", "fused_cached", "fused_reencode"} | finetune <= set(r["sides"])
     assert {"fused_cached_over_graph_only", "reencode_over_cached"} <= set(r["ratios"])
+    assert {f"{name}_over_graph_only" for name in finetune} <= set(r["ratios"])
+    sides = r["sides"]
+    for side in sides.values():
+        assert side["step_s"] > 0 and side["peak_rss_mb"] > 0
+    # what trains: nothing of the encoder when it is frozen, a little with LoRA, every weight with `all`
+    assert sides["fused_cached"]["trained_text_encoder_parameters"] == 0
+    assert 0 < sides["fused_lora"]["trained_text_encoder_parameters"] < sides["fused_last_k"][
+        "trained_text_encoder_parameters"] < sides["fused_all"]["trained_text_encoder_parameters"]
 
 
 def test_preprocess_quick() -> None:
@@ -85,3 +94,11 @@ def test_epoch_time_quick() -> None:
     assert key == "cpu_small/after/32-true"
     assert 0 < run["epoch_seconds"] < run["process_wall_seconds"]
     assert run["full_epoch_seconds"] == pytest.approx(run["epoch_seconds"] * r["setup"]["scale"], rel=1e-3)
+
+
+def test_text_side_by_side_quick() -> None:
+    r = run_quick("text_side_by_side.py")
+    assert {"graph_only", "text_only", "text_only+lora", "simplified", "simplified+lora"} == set(r["rows"])
+    for row in r["rows"].values():
+        assert row["val_mae"]["mean"] > 0 and row["epoch_s"]["mean"] > 0 and row["peak_rss_mb"]["mean"] > 0
+    assert r["rows"]["text_only"]["n_params"] < r["rows"]["graph_only"]["n_params"]  # no graph encoder

@@ -29,7 +29,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from crysfuse.config import PRESETS, TRAIN_FLAGS, Config
+from crysfuse.config import FINETUNE_MODES, PRESETS, TRAIN_FLAGS, Config
 from crysfuse.data.corruption import MODES, STRATEGIES
 from crysfuse.data.describe import DESCRIBERS
 from crysfuse.fusion import FUSION
@@ -124,6 +124,7 @@ def _choices() -> dict[str, list[str]]:
     return {
         "fusion.name": FUSION.names(),
         "text.describer": DESCRIBERS.names(),
+        "text.finetune": list(FINETUNE_MODES),
         "train.text_corruption.strategies": list(STRATEGIES),
         "train.text_corruption.modes": list(MODES),
     }

@@ -25,6 +25,12 @@ VARIANTS = FUSION.names()
 EXPECTED_GATES = {name: set(FUSION.get(name).gates) for name in VARIANTS}
 EXPECTED_SCALARS = {name: set(FUSION.get(name).scalars) for name in VARIANTS}
 FUSION_DOC = Path(__file__).resolve().parents[2] / "docs" / "fusion.md"
+GRAPH_VARIANTS = [n for n in VARIANTS if FUSION.get(n).uses_graph]
+
+
+def _middle(name: str) -> list[str]:
+    """Middle fusion where the variant has a graph encoder to inject text into (else nothing)."""
+    return ["fusion.middle_layers=[0]"] if FUSION.get(name).uses_graph else []
 
 
 def _model(name: str, extra: list[str] | None = None) -> CrysFuseModel:
@@ -65,8 +71,11 @@ def test_shapes_gates_and_diagnostic_keys(name):
 def test_gradients_reach_graph_and_text(name):
     model = _model(name).train()
     model(crystal_batch([5, 3, 7, 2]), step=10_000).prediction.sum().backward()
-    atom_grad = model.encoder.atom_embedding[0].weight.grad
-    assert atom_grad is not None and atom_grad.abs().sum() > 0
+    if not FUSION.get(name).uses_graph:  # text_only: no graph encoder is built at all
+        assert model.encoder is None and model.graph_projection is None
+    else:
+        atom_grad = model.encoder.atom_embedding[0].weight.grad
+        assert atom_grad is not None and atom_grad.abs().sum() > 0
     if model.uses_text:
         text_grad = model.text_projection.projection.weight.grad
         assert text_grad is not None and text_grad.abs().sum() > 0
@@ -74,7 +83,7 @@ def test_gradients_reach_graph_and_text(name):
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_empty_text_gives_finite_outputs(name):
-    model = _model(name, ["fusion.middle_layers=[0]"]).eval()
+    model = _model(name, _middle(name)).eval()
     for lengths in ([0, 0, 0, 0], [4, 0, 2, 0]):
         output = model(crystal_batch(lengths))
         assert torch.isfinite(output.prediction).all()
@@ -94,18 +103,18 @@ def test_text_changes_the_prediction(name):
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_save_load_gives_identical_predictions(name):
-    model = _model(name, ["fusion.middle_layers=[0]"]).eval()
+    model = _model(name, _middle(name)).eval()
     batch = crystal_batch([5, 3, 7, 2])
     expected = model(batch).prediction
     state = load(save({k: v.contiguous() for k, v in model.state_dict().items()}))
     torch.manual_seed(123)
-    copy = CrysFuseModel(tiny_config(name, ["fusion.middle_layers=[0]"]), dim_text=DIM_TEXT)
+    copy = CrysFuseModel(tiny_config(name, _middle(name)), dim_text=DIM_TEXT)
     copy.load_state_dict(state, strict=True)
     assert torch.equal(copy.eval()(batch).prediction, expected)
 
 
-@pytest.mark.parametrize("name", VARIANTS)
-def test_middle_fusion_combines_with_every_variant(name):
+@pytest.mark.parametrize("name", GRAPH_VARIANTS)
+def test_middle_fusion_combines_with_every_graph_variant(name):
     model = _model(name, ["fusion.middle_layers=[0]"]).train()
     output = model(crystal_batch([5, 3, 7, 2]), step=10)
     assert model.uses_text
@@ -113,6 +122,26 @@ def test_middle_fusion_combines_with_every_variant(name):
         assert output.diagnostics[key].shape == (4,)
     output.prediction.sum().backward()
     assert model.middle["0"].gate.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", [n for n in VARIANTS if not FUSION.get(n).uses_graph])
+def test_middle_fusion_without_a_graph_encoder_is_a_config_error(name):
+    from crysfuse.config import ConfigError
+
+    with pytest.raises(ConfigError, match="middle_layers"):
+        _model(name, ["fusion.middle_layers=[0]"])
+
+
+@pytest.mark.parametrize("name", [n for n in VARIANTS if not FUSION.get(n).uses_graph])
+def test_graph_free_variant_ignores_the_graph(name):
+    """No graph encoder is built, and the prediction depends only on the text: the same tokens on other crystals
+    give the same predictions."""
+    model = _model(name).eval()
+    assert model.encoder is None and not any(k.startswith(("encoder.", "graph_projection.")) for k in model.state_dict())
+    a = model(crystal_batch([5, 3, 7, 2], seed=0)).prediction
+    other = crystal_batch([5, 3, 7, 2], seed=0)
+    other.edge_vectors = other.edge_vectors * 1.1  # other geometry, same text
+    assert torch.equal(model(other).prediction, a)
 
 
 def test_middle_layer_out_of_range_is_a_config_error():

@@ -42,3 +42,28 @@ def test_training_with_augmentation_runs_and_logs(train_tiny, caplog):
 
     assert len(train_losses(run_dir)) == len(train_losses(plain)) == 2
     assert train_losses(run_dir) != train_losses(plain)  # the corrupted texts reached the training batches
+
+
+def test_corrupted_texts_of_a_fine_tuned_encoder_are_token_ids(tmp_path, nacl):
+    """With ``text.finetune`` the alternatives carry token ids (what the model encodes itself), not embeddings."""
+    import torch
+
+    from crysfuse.config import Config
+    from crysfuse.data.dataset import make_crystal_data
+    from crysfuse.data.graphs import build_crystal_graph
+    from crysfuse.data.texts import TextSide
+    from crysfuse.training.augment import corrupted_alternatives
+
+    config = Config().replace({"text.finetune": "last_k", "text.max_length": 32})
+    side = TextSide(config, tmp_path)
+    text = "NaCl crystallizes in the cubic Fm-3m space group. It is an ionic solid."
+    item = make_crystal_data(build_crystal_graph(nacl), tokens=torch.zeros(0, 1, dtype=torch.float16),
+                             pooled=torch.zeros(1, dtype=torch.float16), target=0.0, index=0)
+    settings = TextCorruptionConfig(probability=1.0, strategies=["sentence"], modes=["delete"], ratios=[0.5],
+                                    variants=2)
+    [alternatives] = corrupted_alternatives(["mp-1"], {"mp-1": item}, {"mp-1": text}, side, settings, seed=0)
+    assert len(alternatives) == 2
+    full = side.text_inputs([text])[0].ids
+    for other in alternatives:
+        assert other.text_ids.dtype == torch.int32 and 0 < len(other.text_ids) < len(full)
+    assert not (tmp_path / "embeddings").exists()  # nothing was encoded

@@ -63,7 +63,7 @@ def deleted_text_items(evaluation: EvaluationSet, *, seed: int = 0) -> list:
         return evaluation.items
     texts = [corrupt_text(prepared.texts[i], DELETE_ALL_TEXT, record_id=i, seed=seed,
                           mask_token=prepared.text_side.encoder.mask_token) for i in evaluation.ids]
-    return [with_text(item, enc) for item, enc in zip(evaluation.items, prepared.text_side.encode(texts))]
+    return [with_text(item, enc) for item, enc in zip(evaluation.items, prepared.text_side.text_inputs(texts))]
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> dict[str, float]:

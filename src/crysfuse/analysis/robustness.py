@@ -70,7 +70,7 @@ def evaluate(evaluation: EvaluationSet, corruption: Corruption | None, *, seed: 
                          tokenizer=tokenizer)
             for i in evaluation.ids
         ]
-        items = [with_text(item, enc) for item, enc in zip(items, prepared.text_side.encode(texts))]
+        items = [with_text(item, enc) for item, enc in zip(items, prepared.text_side.text_inputs(texts))]
     predictions = predict_items(evaluation.loaded.model, evaluation.ids, items, batch_size=batch_size)
     row: dict[str, Any] = regression_metrics(predictions.target, predictions.prediction)
     row["n"] = len(evaluation.ids)

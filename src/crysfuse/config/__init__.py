@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from crysfuse.config.sections import (
+    FINETUNE_MODES,
     ConfigError,
     DataConfig,
     ExperimentConfig,
@@ -32,7 +33,7 @@ from crysfuse.config.sections import (
 from crysfuse.io import write_json_atomic
 
 __all__ = [
-    "PRESETS", "TRAIN_FLAGS", "Config", "ConfigError", "DataConfig", "ExperimentConfig", "FusionConfig",
+    "FINETUNE_MODES", "PRESETS", "TRAIN_FLAGS", "Config", "ConfigError", "DataConfig", "ExperimentConfig", "FusionConfig",
     "GraphConfig", "ModelConfig", "MonitorConfig", "Preset", "TextConfig", "TextCorruptionConfig", "TrainConfig",
 ]
 

@@ -19,6 +19,10 @@ def check_choice(where: str, value: str, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"'{where}' must be one of {list(choices)}, got {value!r}")
 
 
+FINETUNE_MODES = ("none", "last_k", "all", "lora")
+"""The values of ``text.finetune``."""
+
+
 NORMS = ("batch", "layer")
 READOUTS = ("mean", "sum")
 HEADS = ("projection", "linear")
@@ -89,7 +93,7 @@ class GraphConfig:
 
 @dataclass
 class TextConfig:
-    """Descriptions and their frozen encoding."""
+    """Descriptions, their encoder, and whether the encoder is trained with the model."""
 
     describer: str = "jarvis"
     """Describes records that have no text (no text field, not in ``data.text_file``); ``""`` disables it."""
@@ -99,6 +103,26 @@ class TextConfig:
     """Tokens per text; longer texts are truncated and counted (``text_truncated`` in ``summary.json``)."""
     batch_size: int = 32
     """Texts per encoder batch when embeddings are computed (once; they are cached)."""
+    finetune: str = "none"
+    """Train the encoder with the model: ``none`` (frozen; embeddings computed once and cached), ``last_k`` (its
+    last ``finetune_layers`` transformer layers), ``all``, or ``lora`` (low-rank adapters, needs ``peft``).
+    Trained encoders run inside every training step on cached token ids (docs/text.md)."""
+    finetune_layers: int = 2
+    """``last_k``: how many of the encoder's last transformer layers are trained (the rest stay frozen)."""
+    finetune_learning_rate: float = 5e-5
+    """Peak learning rate of the encoder's own parameter group (the rest of the model uses ``train.learning_rate``)."""
+    finetune_warmup: float = 0.1
+    """Fraction of the training steps over which the encoder's learning rate rises linearly from 0 to its peak;
+    it then falls linearly to 0 at the last step."""
+    lora_rank: int = 8
+    """``lora``: rank r of the adapters."""
+    lora_alpha: float = 16.0
+    """``lora``: scaling α of the adapters (their update is scaled by α / r)."""
+    lora_dropout: float = 0.1
+    """``lora``: dropout on the adapters' input."""
+    lora_targets: list[str] = field(default_factory=list)
+    """``lora``: names of the linear layers that get adapters (e.g. ``[query, value]``); empty: ``peft``'s default
+    for the model type (BERT-like models: ``query`` and ``value``)."""
 
 
 @dataclass

@@ -13,8 +13,9 @@ from torch_geometric.loader import DataLoader
 
 from crysfuse.data.graphs import CrystalGraph
 from crysfuse.text.encoder import EncodedText
+from crysfuse.text.tokens import TokenIds
 
-FOLLOW_BATCH = ["text_tokens"]
+FOLLOW_BATCH = ["text_tokens", "text_ids"]
 
 
 class CrystalData(Data):
@@ -27,6 +28,8 @@ class CrystalData(Data):
         bond_cosines: ``[T]``.
         text_tokens: ``[L, D_t]`` float16 token embeddings (L = 0 without text).
         text_pooled: ``[1, D_t]`` float16.
+        text_ids: ``[L]`` int32 token ids, only when the text encoder is trained with the model
+            (``text.finetune``); then ``text_tokens`` is ``[0, 1]`` and the model encodes the ids itself.
         y: ``[1]`` target (nan when unknown); sample_index ``[1]`` position in the dataset.
     """
 
@@ -59,9 +62,17 @@ def make_crystal_data(
     )
 
 
-def with_text(item: CrystalData, encoded: EncodedText) -> CrystalData:
-    """A shallow copy of ``item`` (graph tensors shared) carrying other text embeddings."""
+def with_text(item: CrystalData, encoded: EncodedText | TokenIds) -> CrystalData:
+    """A shallow copy of ``item`` (graph tensors shared) carrying another text: frozen embeddings
+    (:class:`EncodedText`), or token ids (:class:`TokenIds`) for a model that runs its encoder itself."""
     other = copy.copy(item)
+    if isinstance(encoded, TokenIds):
+        other.text_ids = encoded.ids
+        other.text_tokens = torch.zeros(0, 1, dtype=torch.float16)
+        other.text_pooled = torch.zeros(1, 1, dtype=torch.float16)
+        return other
+    if "text_ids" in other:  # embeddings replace the text: stale ids must not be read instead
+        del other.text_ids
     other.text_tokens = encoded.tokens
     other.text_pooled = encoded.pooled.reshape(1, -1)
     return other

@@ -1,5 +1,6 @@
 """Records → graphs (cached) → descriptions (given, joined or described; cached) → frozen text
-embeddings (cached) → :class:`CrystalData` items. Every record that falls out says why.
+embeddings (cached), or token ids when the encoder is trained with the model → :class:`CrystalData` items.
+Every record that falls out says why.
 
 Both ways to the items use the same two routines: :func:`~crysfuse.data.cache.build_graphs` for the graphs and
 :class:`~crysfuse.data.texts.TextSide` for the embeddings. Small data is held in memory; from
@@ -71,7 +72,7 @@ def prepare(
         )
     if uses_text:
         texts = _text_side(result, kept, config, cache_dir)
-        encoded = result.text_side.encode(texts)
+        encoded = result.text_side.text_inputs(texts)
         result.text.num_truncated = sum(e.truncated for e in encoded)
         if result.text.num_truncated:
             logger.warning("%d texts were truncated to %d tokens", result.text.num_truncated, config.text.max_length)
@@ -106,7 +107,10 @@ def prepare_lazy(records: list[StructureRecord], config: Config, *, uses_text: b
     texts: list[str | None] = [None] * len(kept)
     if uses_text:
         texts = _text_side(result, kept, config, cache_dir)
-        result.text.num_truncated = result.text_side.fill_cache(texts, trust_present=True).truncated
+        if result.text_side.trainable:  # token ids are made on access; no embedding is needed
+            result.text.num_truncated = sum(t.truncated for t in result.text_side.text_inputs(texts))
+        else:
+            result.text.num_truncated = result.text_side.fill_cache(texts, trust_present=True).truncated
     entries = {
         r.id: LazyEntry(graphs.keys[r.id], text, r.target, index) for index, (r, text) in enumerate(zip(kept, texts))
     }

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from crysfuse.config import Config
 from crysfuse.data.cache import GraphCache, build_graphs, default_cache_dir, graph_settings
-from crysfuse.data.dataset import CrystalData, make_crystal_data
+from crysfuse.data.dataset import CrystalData, make_crystal_data, with_text
 from crysfuse.data.graphs import build_crystal_graph
 from crysfuse.data.records import StructureRecord
 from crysfuse.data.sources import load_config_records
@@ -103,6 +103,10 @@ class LazyItems(Mapping):
             logger.warning("graph of %s missing from the cache; rebuilding it", record_id)
             graph = build_crystal_graph(self.structures[record_id], self.settings)
             self.graph_cache.put(entry.graph_key, graph)
+        if self.text_side is not None and self.text_side.trainable:
+            item = make_crystal_data(graph, tokens=torch.zeros(0, 1, dtype=torch.float16),
+                                     pooled=torch.zeros(1, dtype=torch.float16), target=entry.target, index=entry.index)
+            return with_text(item, self.text_side.text_inputs([entry.text])[0])
         if self.text_side is None:
             tokens, pooled = torch.zeros(0, 1, dtype=torch.float16), torch.zeros(1, dtype=torch.float16)
         else:
@@ -238,6 +242,10 @@ def _preprocess_texts(records: list[StructureRecord], config: Config, summary: P
     summary.texts_missing = info.num_missing
     side = TextSide(config, cache_dir)
     summary.encoder_id = side.encoder.model_id
+    if side.trainable:  # the encoder trains with the model: its outputs change every step, nothing to cache
+        summary.texts = len(distinct_texts(texts))
+        logger.info("embeddings: none computed (text.finetune=%s runs the encoder in training)", config.text.finetune)
+        return
     fill = _with_bar(len(distinct_texts(texts)), "embeddings", progress,
                      lambda tick: side.fill_cache(texts, trust_present=False, chunk_size=chunk_size, progress=tick))
     summary.texts, summary.embeddings_encoded, summary.embeddings_cached = fill.distinct, fill.encoded, fill.cached

@@ -20,6 +20,7 @@ from crysfuse.data.records import StructureRecord
 from crysfuse.data.text_files import read_text_file
 from crysfuse.text.cache import EmbeddingCache, encode_cached
 from crysfuse.text.encoder import EncodedText, EncoderSettings, TextEncoder
+from crysfuse.text.tokens import TokenCache, TokenIds
 
 logger = logging.getLogger(__name__)
 
@@ -81,15 +82,28 @@ class CacheFill:
 
 
 class TextSide:
-    """The frozen encoder of a config with its embedding cache: ``encode(texts)`` encodes only misses."""
+    """The encoder of a config with its caches: ``encode(texts)`` encodes only misses of the embedding cache;
+    when the encoder is trained with the model (``text.finetune``), items carry token ids instead, tokenized
+    once (:class:`~crysfuse.text.tokens.TokenCache`), and no embedding is computed."""
 
     def __init__(self, config: Config, cache_dir: Path) -> None:
         self.encoder = TextEncoder(EncoderSettings(config.text.encoder, config.text.max_length, config.text.batch_size))
         self.cache = EmbeddingCache(cache_dir / "embeddings", self.encoder.model_id, config.text.max_length)
+        self.tokens = TokenCache(self.encoder) if config.text.finetune != "none" else None
+
+    @property
+    def trainable(self) -> bool:
+        """Whether the model runs the encoder itself (items carry token ids, not embeddings)."""
+        return self.tokens is not None
 
     def encode(self, texts: list[str | None]) -> list[EncodedText]:
-        """One encoding per text (read from the cache, or encoded and stored), in input order."""
+        """One frozen encoding per text (read from the cache, or encoded and stored), in input order."""
         return encode_cached(self.encoder, texts, self.cache)
+
+    def text_inputs(self, texts: list[str | None]) -> list[EncodedText | TokenIds]:
+        """What the items of these texts carry (for :func:`~crysfuse.data.dataset.with_text`): their token ids
+        when the encoder is trained with the model, else their frozen embeddings (through the cache)."""
+        return self.tokens.ids(texts) if self.tokens is not None else self.encode(texts)
 
     def fill_cache(
         self,

@@ -6,7 +6,7 @@ Importing :mod:`crysfuse.fusion` registers every built-in variant in :data:`FUSI
 # ruff: noqa: I001
 
 from crysfuse.fusion import graph_only, concat, cross_attention, gated, simplified  # noqa: F401
-from crysfuse.fusion import quality, balanced, warmup  # noqa: F401
+from crysfuse.fusion import quality, balanced, warmup, text_only  # noqa: F401
 from crysfuse.fusion.base import FUSION, FusionInputs, FusionModule, FusionOutput
 
 __all__ = ["FUSION", "FusionInputs", "FusionModule", "FusionOutput"]

@@ -65,6 +65,8 @@ class FusionModule(nn.Module):
 
     Attributes:
         uses_text: Whether the variant reads the text at all (``graph_only`` does not).
+        uses_graph: Whether the variant reads the graph at all (``text_only`` does not: the model then builds no
+            graph encoder, and ``graph``/``nodes`` of :class:`FusionInputs` are zeros).
         description: One line for ``crysfuse models``.
         equation: The variant's equations, as written in the docs' variant table.
         gates: The per-sample gate diagnostics it always returns (keys of ``[B]`` tensors in ``diagnostics``).
@@ -78,6 +80,7 @@ class FusionModule(nn.Module):
     """
 
     uses_text: bool = True
+    uses_graph: bool = True
     description: str = ""
     equation: str = ""
     gates: tuple[str, ...] = ()

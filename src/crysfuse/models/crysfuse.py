@@ -1,4 +1,5 @@
-"""CrysFuseModel: ALIGNN graph encoder + text projection + a fusion variant + prediction head."""
+"""CrysFuseModel: ALIGNN graph encoder + text projection + a fusion variant + prediction head (+ the text
+encoder itself when ``text.finetune`` trains it)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from crysfuse.fusion.middle import MiddleFusion
 from crysfuse.models.alignn import ALIGNNEncoder
 from crysfuse.models.targets import inverse_target, transform_target
 from crysfuse.nn.layers import ProjectionHead, mlp
+from crysfuse.text.finetune import TrainableTextEncoder, check_finetune
 
 
 @dataclass
@@ -53,13 +55,15 @@ class CrysFuseModel(nn.Module):
         dim = config.model.dim_projection
         self.target_transform = config.data.target_transform
         self.linear_head = _check_head(config)
-        self.encoder = ALIGNNEncoder(config.model)
-        self.graph_projection = (None if self.linear_head
-                                 else ProjectionHead(dim_in=self.encoder.dim_out, dim_out=dim))
         fusion_cls = FUSION.get(config.fusion.name)
-        self.fusion = fusion_cls(dim=dim, dim_nodes=self.encoder.dim_out, config=config.fusion)
+        self.uses_graph = fusion_cls.uses_graph
+        self.encoder = ALIGNNEncoder(config.model) if self.uses_graph else None
+        dim_nodes = self.encoder.dim_out if self.encoder is not None else config.model.dim_hidden
+        self.graph_projection = (ProjectionHead(dim_in=dim_nodes, dim_out=dim)
+                                 if self.uses_graph and not self.linear_head else None)
+        self.fusion = fusion_cls(dim=dim, dim_nodes=dim_nodes, config=config.fusion)
         self.middle = nn.ModuleDict({
-            str(layer): MiddleFusion(dim_nodes=self.encoder.dim_out, dim_text=dim,
+            str(layer): MiddleFusion(dim_nodes=dim_nodes, dim_text=dim,
                                      dim_hidden=config.fusion.middle_dim_hidden, dropout=config.fusion.dropout,
                                      prefix=f"middle{layer}")
             for layer in _check_middle_layers(config)
@@ -70,6 +74,9 @@ class CrysFuseModel(nn.Module):
                      else mlp(dim_in=self.fusion.dim_out, dim_hidden=config.model.dim_head, dim_out=1))
         self.register_buffer("target_mean", torch.zeros(()))
         self.register_buffer("target_std", torch.ones(()))
+        # Built last, so that the other modules get the same initial weights as with a frozen encoder.
+        check_finetune(config.text)
+        self.text_encoder = _trainable_text_encoder(config, dim_text) if self.uses_text else None
 
     def set_target_scaling(self, mean: float, std: float) -> None:
         """Store the training-set mean and std of the (transformed) target (std of 0 is replaced by 1)."""
@@ -101,12 +108,16 @@ class CrysFuseModel(nn.Module):
             atom_gates[module.prefix] = per_atom
             return x
 
-        encoding = self.encoder(batch, inject_text if len(self.middle) else None)
-        if self.graph_projection is None:  # linear head: fc on the pooled graph vector, nothing in between
-            return ModelOutput(prediction=self._predict(encoding.graph), diagnostics=diagnostics)
-        graph = self.graph_projection(encoding.graph)
+        if self.encoder is not None:
+            encoding = self.encoder(batch, inject_text if len(self.middle) else None)
+            if self.linear_head:  # fc on the pooled graph vector, nothing in between
+                return ModelOutput(prediction=self._predict(encoding.graph), diagnostics=diagnostics)
+            graph, nodes = self.graph_projection(encoding.graph), encoding.nodes
+        else:  # text_only: no graph encoder is run
+            graph = text.new_zeros(num_graphs, self.config.model.dim_projection)
+            nodes = text.new_zeros(int(batch.batch.numel()), self.config.model.dim_hidden)
         inputs = FusionInputs(
-            graph=graph, nodes=encoding.nodes, node_batch=batch.batch, tokens=tokens, token_mask=token_mask,
+            graph=graph, nodes=nodes, node_batch=batch.batch, tokens=tokens, token_mask=token_mask,
             text=text if self.uses_text else graph.new_zeros(graph.shape), text_norm=text_norm, step=step,
             return_attention=return_attention,
         )
@@ -134,27 +145,51 @@ class CrysFuseModel(nn.Module):
     def _text_inputs(
         self, batch, num_graphs: int  # noqa: ANN001
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Projected tokens ``[B, L, P]``, mask ``[B, L]``, pooled text ``[B, P]``, raw pooled norm ``[B]``."""
+        """Projected tokens ``[B, L, P]``, mask ``[B, L]``, pooled text ``[B, P]``, raw pooled norm ``[B]``.
+
+        The token states ``[B, L, D_t]`` come from the cached frozen embeddings of the batch, or, when the encoder
+        is trained with the model, from running it on the batch's token ids (pooled: their masked mean)."""
         dim = self.config.model.dim_projection
         device = batch.edge_vectors.device
-        dtype = self.encoder.atom_embedding[0].weight.dtype
+        dtype = next(self.head.parameters()).dtype
         if self.text_projection is None:
             return (torch.zeros(num_graphs, 0, dim, device=device, dtype=dtype),
                     torch.zeros(num_graphs, 0, dtype=torch.bool, device=device),
                     torch.zeros(num_graphs, dim, device=device, dtype=dtype),
                     torch.zeros(num_graphs, device=device, dtype=dtype))
-        token_states = batch.text_tokens.to(dtype)
-        tokens, token_mask = to_dense_batch(token_states, batch.text_tokens_batch, batch_size=num_graphs)
-        tokens = self.text_projection(tokens) * token_mask.unsqueeze(-1).to(dtype)
-        pooled = batch.text_pooled.to(dtype)
+        if self.text_encoder is not None:
+            states, token_mask = self._encode_token_ids(batch, num_graphs)
+            mask = token_mask.unsqueeze(-1).to(states.dtype)
+            pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            states, pooled = states.to(dtype), pooled.to(dtype)
+        else:
+            states, token_mask = to_dense_batch(batch.text_tokens.to(dtype), batch.text_tokens_batch,
+                                                batch_size=num_graphs)
+            pooled = batch.text_pooled.to(dtype)
+        tokens = self.text_projection(states) * token_mask.unsqueeze(-1).to(dtype)
         return tokens, token_mask, self.text_projection(pooled), torch.linalg.vector_norm(pooled, dim=-1)
+
+    def _encode_token_ids(self, batch, num_graphs: int) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
+        """Run the trained encoder on the batch's token ids: states ``[B, T, D_t]`` float32, mask ``[B, T]``."""
+        if "text_ids" not in batch:
+            raise ValueError("this model trains its text encoder (text.finetune="
+                             f"{self.config.text.finetune}) and needs token ids in its items, not embeddings")
+        lengths = torch.bincount(batch.text_ids_batch, minlength=num_graphs)
+        return self.text_encoder(batch.text_ids, lengths)
+
+    def text_encoder_parameters(self) -> list[nn.Parameter]:
+        """The trained parameters of the text encoder (its own optimizer group); empty when it is frozen."""
+        if self.text_encoder is None:
+            return []
+        return [p for p in self.text_encoder.parameters() if p.requires_grad]
 
     def num_parameters(self) -> int:
         """Trainable parameter count."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def num_fusion_parameters(self) -> int:
-        """Parameters that text fusion adds on top of ``graph_only`` (text projection, fusion, wider head)."""
+        """Parameters that text fusion adds on top of ``graph_only`` (text projection, fusion, wider head, and
+        the trained weights of a fine-tuned text encoder); ``text_only`` also drops the graph encoder's."""
         if self.linear_head:
             return 0
         dim = self.config.model.dim_projection
@@ -165,7 +200,8 @@ class CrysFuseModel(nn.Module):
         text = sum(p.numel() for p in self.text_projection.parameters()) if self.text_projection else 0
         fusion = sum(p.numel() for p in self.fusion.parameters())
         middle = sum(p.numel() for p in self.middle.parameters())
-        return text + fusion + middle + head_extra
+        encoder = sum(p.numel() for p in self.text_encoder_parameters())  # trained encoder weights, if any
+        return text + fusion + middle + head_extra + encoder
 
 
 def model_uses_text(config: Config) -> bool:
@@ -183,8 +219,21 @@ def _check_head(config: Config) -> bool:
     return True
 
 
+def _trainable_text_encoder(config: Config, dim_text: int) -> TrainableTextEncoder | None:
+    """The text encoder as a module of the model when ``text.finetune`` trains it, else ``None``."""
+    if config.text.finetune == "none":
+        return None
+    encoder = TrainableTextEncoder(config.text)
+    if encoder.dim != dim_text:
+        raise ConfigError(f"text encoder width {encoder.dim} differs from dim_text {dim_text}")
+    return encoder
+
+
 def _check_middle_layers(config: Config) -> list[int]:
     layers = sorted(set(config.fusion.middle_layers))
+    if layers and not FUSION.get(config.fusion.name).uses_graph:
+        raise ConfigError(f"fusion.middle_layers injects text into the graph encoder, which "
+                          f"'{config.fusion.name}' does not have")
     bad = [k for k in layers if not 0 <= k < config.model.num_alignn_layers]
     if bad:
         raise ConfigError(
@@ -198,9 +247,9 @@ def variant_parameter_counts(config: Config, *, dim_text: int) -> list[tuple[str
     variant, counted on models built with the sizes of ``config`` (text variants always with the projection
     head: ``model.head = "linear"`` only fits ``graph_only``)."""
     rows = []
-    for name in FUSION.names():
+    for name in FUSION.names():  # counted with a frozen encoder: the listing never loads a language model
         linear = config.model.head == "linear" and name == "graph_only" and not config.fusion.middle_layers
-        changes = {"fusion.name": name, "model.head": "linear" if linear else "projection"}
+        changes = {"fusion.name": name, "model.head": "linear" if linear else "projection", "text.finetune": "none"}
         model = CrysFuseModel(config.replace(changes), dim_text=dim_text)
         rows.append((name, model.num_fusion_parameters(), model.num_parameters(), FUSION.get(name).description))
     return rows

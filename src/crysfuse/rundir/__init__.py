@@ -40,7 +40,7 @@ from crysfuse.rundir.files import (
     write_splits,
     write_summary,
 )
-from crysfuse.rundir.layout import WEIGHTS_FILE
+from crysfuse.rundir.layout import TEXT_ENCODER_FILE, WEIGHTS_FILE
 from crysfuse.rundir.state import (
     RunDirectoryError,
     RunLock,
@@ -52,7 +52,7 @@ from crysfuse.rundir.state import (
 )
 
 __all__ = [
-    "SCHEMA_VERSION", "WEIGHTS_FILE", "CheckpointError", "LoadedModel", "RunDirectoryError", "RunLock",
+    "SCHEMA_VERSION", "TEXT_ENCODER_FILE", "WEIGHTS_FILE", "CheckpointError", "LoadedModel", "RunDirectoryError", "RunLock",
     "clear_metrics", "has_robustness", "has_summary", "is_finished", "load_run", "metrics_path",
     "predictions_path", "read_config_dict", "read_gate_statistics", "read_json_file", "read_metrics", "read_predictions",
     "read_robustness_rows", "read_splits", "read_status", "read_summary", "read_test_errors", "rejections_path",

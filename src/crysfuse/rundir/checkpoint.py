@@ -1,4 +1,10 @@
-"""Save and load trained models without pickle: ``model.safetensors`` + ``config.json`` + ``meta.json``.
+"""Save and load trained models without pickle: ``model.safetensors`` + ``config.json`` + ``meta.json``, and
+``text_encoder.safetensors`` when the text encoder was fine-tuned (``text.finetune``).
+
+A fine-tuned encoder's weights are stored apart from the rest of the model and only as far as they were
+trained (``last_k``: those layers; ``all``: every weight; ``lora``: the adapters only); the frozen rest is read
+again from the encoder's own folder (``text.encoder``), whose fingerprint must match the one the run was
+trained with (``meta.json``'s ``encoder_id``).
 
 Loading never executes code from the run directory: weights come through safetensors, the config and
 metadata through the JSON parser.
@@ -14,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save
 
 from crysfuse import __version__
 from crysfuse.config import Config
 from crysfuse.io import write_bytes_atomic, write_json_atomic
 from crysfuse.models.crysfuse import CrysFuseModel
-from crysfuse.rundir.layout import CONFIG_FILE, META_FILE, WEIGHTS_FILE
+from crysfuse.rundir.layout import CONFIG_FILE, META_FILE, TEXT_ENCODER_FILE, WEIGHTS_FILE
 
 SCHEMA_VERSION = 1
 
@@ -54,9 +61,21 @@ def weights_path(run_dir: Path) -> Path:
     return Path(run_dir) / WEIGHTS_FILE
 
 
+TEXT_ENCODER_PREFIX = "text_encoder."
+_TEXT_ENCODER_FORMAT = "crysfuse-text-encoder-v1"
+
+
 def save_weights(path: Path, model: torch.nn.Module) -> None:
-    """Write the model's state dict (parameters and persistent buffers) to a safetensors file, atomically."""
-    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    """Write the model's state dict (parameters and persistent buffers) to a safetensors file, atomically.
+
+    A fine-tuned text encoder (``model.text_encoder``) is left out of ``path``; its trained tensors go to
+    ``text_encoder.safetensors`` next to it (written first, so a finished ``path`` always has its encoder)."""
+    encoder = getattr(model, "text_encoder", None)
+    if encoder is not None:
+        metadata = {"format": _TEXT_ENCODER_FORMAT, "finetune": encoder.mode, "encoder_id": encoder.model_id}
+        write_bytes_atomic(Path(path).parent / TEXT_ENCODER_FILE, save(encoder.saved_state(), metadata=metadata))
+    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()
+               if not name.startswith(TEXT_ENCODER_PREFIX)}
     write_bytes_atomic(path, save(tensors))
 
 
@@ -107,9 +126,33 @@ def load_run(run_dir: str | Path, *, device: str | torch.device = "cpu") -> Load
     except Exception as err:  # noqa: BLE001 - safetensors raises several types for bad files
         raise CheckpointError(f"{run_dir / WEIGHTS_FILE} is not a valid safetensors file: {err}") from err
     missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith(TEXT_ENCODER_PREFIX)]
     if missing or unexpected:
         raise CheckpointError(
             f"{run_dir}: weights do not fit the config (missing {missing[:5]}, unexpected {unexpected[:5]})"
         )
+    if model.text_encoder is not None:
+        _load_text_encoder(run_dir, model, meta)
     model.to(device).eval()
     return LoadedModel(model=model, config=config, meta=meta)
+
+
+def _load_text_encoder(run_dir: Path, model: CrysFuseModel, meta: dict[str, Any]) -> None:
+    """Load ``text_encoder.safetensors`` into the model's (freshly loaded) fine-tuned encoder."""
+    path = run_dir / TEXT_ENCODER_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} fine-tuned its text encoder, but {TEXT_ENCODER_FILE} is missing")
+    encoder = model.text_encoder
+    if meta.get("encoder_id") not in (None, encoder.model_id):
+        raise CheckpointError(
+            f"{run_dir} was trained on the text encoder {meta['encoder_id']}, but text.encoder "
+            f"({model.config.text.encoder}) is now {encoder.model_id}: the fine-tuned weights only fit the original"
+        )
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            if (handle.metadata() or {}).get("format") != _TEXT_ENCODER_FORMAT:
+                raise ValueError("not a crysfuse text encoder file")
+            state = {name: handle.get_tensor(name) for name in handle.keys()}
+        encoder.load_saved_state(state)
+    except Exception as err:  # noqa: BLE001 - safetensors raises several types for bad files
+        raise CheckpointError(f"{path} cannot be loaded into the text encoder: {err}") from err

@@ -3,6 +3,8 @@
 A run directory (``experiment.run_dir``) holds, once finished::
 
     config.json  meta.json  model.safetensors     the model (see crysfuse.rundir.checkpoint)
+    text_encoder.safetensors                      only with text.finetune: the trained encoder weights
+                                                  (last_k: those layers; all: every weight; lora: the adapters)
     summary.json  splits.json  metrics.jsonl      what the run did
     predictions_val.csv  predictions_test.csv     id,target,prediction[,<gate>...]
     rejections.csv                                id,stage,reason of every record that was not used
@@ -20,6 +22,7 @@ from pathlib import Path
 CONFIG_FILE = "config.json"
 META_FILE = "meta.json"
 WEIGHTS_FILE = "model.safetensors"
+TEXT_ENCODER_FILE = "text_encoder.safetensors"
 SUMMARY_FILE = "summary.json"
 SPLITS_FILE = "splits.json"
 METRICS_FILE = "metrics.jsonl"

@@ -224,6 +224,12 @@ class TextEncoder:
 
         return int(AutoConfig.from_pretrained(str(self.path), local_files_only=True).hidden_size)
 
+    @property
+    def max_positions(self) -> int | None:
+        """The model's position limit (``max_position_embeddings`` of its config), if it has one."""
+        limit = self._config.get("max_position_embeddings")
+        return limit if isinstance(limit, int) else None
+
     @cached_property
     def tokenizer(self) -> Any:
         """The model's (fast, where available) tokenizer."""
@@ -307,8 +313,8 @@ class TextEncoder:
 
     def _encode_present(self, texts: list[str], index: list[int], results: list[EncodedText | None]) -> None:
         tokenizer, max_length = self.tokenizer, self.settings.max_length
-        limit = self._config.get("max_position_embeddings")
-        if isinstance(limit, int) and max_length > limit:
+        limit = self.max_positions
+        if limit is not None and max_length > limit:
             raise ValueError(f"max_length {max_length} exceeds the model's {limit} positions")
         full_lengths = [len(ids) for ids in tokenizer(texts, truncation=False, verbose=False)["input_ids"]]
         truncated = [n > max_length for n in full_lengths]

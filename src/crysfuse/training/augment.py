@@ -47,7 +47,7 @@ def corrupted_alternatives(
         for i, plan in zip(ids, plans)
         for c in plan
     ]
-    encoded = text_side.encode(corrupted)
+    encoded = text_side.text_inputs(corrupted)
     per_record = settings.variants
     logger.info("text augmentation: %d corrupted texts for %d training records (p=%.2f)",
                 len(corrupted), len(ids), settings.probability)

@@ -40,7 +40,10 @@ class MetricsJsonl(L.Callback):
         for key in METRIC_KEYS:
             if key in metrics:
                 record[key] = float(metrics[key])
-        record["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
+        groups = trainer.optimizers[0].param_groups
+        record["lr"] = float(groups[0]["lr"])
+        if pl_module.model.text_encoder_parameters():  # a fine-tuned text encoder's own group, always last
+            record["lr_text"] = float(groups[-1]["lr"])
         record["seconds"] = round(time.perf_counter() - self._started, 3)
         append_jsonl(self.path, record)
 

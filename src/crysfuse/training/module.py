@@ -1,6 +1,7 @@
 """The LightningModule around :class:`CrysFuseModel`: loss on standardised targets, MAE in target units,
-AdamW + a per-step schedule (:mod:`crysfuse.training.optim`), optionally an EMA of the weights
-(:mod:`crysfuse.training.ema`) that validation and model selection use."""
+AdamW + a per-step schedule (:mod:`crysfuse.training.optim`; a fine-tuned text encoder: its own group and
+warm-up), optionally an EMA of the weights (:mod:`crysfuse.training.ema`) that validation and model selection
+use."""
 
 from __future__ import annotations
 
@@ -81,6 +82,11 @@ class CrysFuseLightning(L.LightningModule):
         return {"loss": loss, "diagnostics": {k: v.detach() for k, v in output.diagnostics.items()}}
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's documented return shape
-        optimizer = make_optimizer(self.model, self.config.train)
-        scheduler = make_scheduler(optimizer, self.config.train, self.trainer.estimated_stepping_batches)
+        """AdamW + the ``train.schedule``; a fine-tuned text encoder's weights form a last group with their own
+        peak learning rate and warm-up (``text.finetune_learning_rate``, ``text.finetune_warmup``)."""
+        text_parameters = self.model.text_encoder_parameters()
+        optimizer = make_optimizer(self.model, self.config.train, text_parameters=text_parameters,
+                                   text_lr=self.config.text.finetune_learning_rate)
+        scheduler = make_scheduler(optimizer, self.config.train, self.trainer.estimated_stepping_batches,
+                                   self.config.text if text_parameters else None)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -29,6 +29,7 @@ from crysfuse.models.crysfuse import CrysFuseModel, model_uses_text
 from crysfuse.models.targets import transformed_targets
 from crysfuse.predict import predict_items, regression_metrics
 from crysfuse.rundir.layout import TENSORBOARD_DIR
+from crysfuse.text.finetune import check_finetune
 from crysfuse.training.augment import TextCorruptionDataset, corrupted_alternatives
 from crysfuse.training.callbacks import BestWeights, EpochTimeEstimate, MetricsJsonl, ReleaseMemory
 from crysfuse.training.module import CrysFuseLightning
@@ -95,6 +96,7 @@ def train(config: Config, *, resume: bool | None = None) -> RunResult:
     Raises:
         RunDirectoryError: Another process trains into the directory, or it holds a different run.
     """
+    check_finetune(config.text)  # before any data is prepared
     run_dir = Path(config.experiment.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not is_primary_process():
@@ -298,6 +300,7 @@ def _summary(config: Config, model: CrysFuseModel, data: RunData, metrics: dict[
         "text_missing": text.num_missing,
         "text_truncated": text.num_truncated,
         "encoder_id": text.encoder_id,
+        "text_finetune": config.text.finetune if text.encoder_id else None,
         "precision": str(config.train.precision),
         "weights": rundir.WEIGHTS_FILE,
     }
