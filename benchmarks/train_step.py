@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> dict:
             if "peak_rss_mb_own_process" in sides[name]:
                 ratios[f"peak_rss_{name}_over_reference_own_processes"] = (
                     sides[name]["peak_rss_mb_own_process"] / sides["reference"]["peak_rss_mb_own_process"])
-    if sides_text:
+    if sides_text and "graph_only" in train:  # not in a process of its own (--only simplified)
         ratios["train_simplified_over_graph_only"] = C.paired_ratio(train["simplified"], train["graph_only"])
     batch0 = batches["graph_only"][0]
     result = {
