@@ -8,6 +8,7 @@ import csv
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -136,3 +137,13 @@ def test_diagnose_deletes_the_text_a_fine_tuned_encoder_reads(lora_run):
     assert effect["mae_clean"] == pytest.approx(json.loads((lora_run / "summary.json").read_text())["test_mae"],
                                                 rel=1e-5)
     assert effect["mae_text_deleted"] != effect["mae_clean"]
+
+
+def test_explain_reads_the_attention_of_a_fine_tuned_run(lora_run):
+    """``crysfuse explain`` on a fine-tuned run: the maps cover the token ids the trained encoder read."""
+    from crysfuse.analysis.explain import explain
+
+    (explanation,) = explain(lora_run, n=1)
+    assert explanation.maps and explanation.text.tokens
+    for attention in explanation.maps:
+        assert np.asarray(attention.token_weights).sum(axis=-1) == pytest.approx(1.0, abs=1e-4)

@@ -124,7 +124,8 @@ def explain_item(loaded: LoadedModel, record_id: str, item: CrystalData, text: s
     with precision_context(config.train.precision, device):
         output = model(batch, return_attention=True)
     atoms = atom_labels(item.atomic_numbers.tolist())
-    num_tokens = int(item.text_tokens.shape[0])
+    # Frozen encoder: the cached token states; a fine-tuned one: the token ids it encodes in the step.
+    num_tokens = int((item.text_ids if "text_ids" in item else item.text_tokens).shape[0])
     words = (token_words(tokenizer, text, max_length=config.text.max_length, num_tokens=num_tokens)
              if tokenizer is not None else TokenWords([], [], []))
     explanation = CrystalExplanation(id=record_id, target=float(batch.y[0]),
