@@ -11,7 +11,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[dev,describe,tables,bench]"
+	$(PY) -m pip install --quiet -e ".[dev,describe,tables,bench,finetune]"
 	touch $@
 
 demo: install

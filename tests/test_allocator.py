@@ -73,3 +73,22 @@ def test_training_releases_memory_after_every_epoch(monkeypatch, tmp_path) -> No
     for batch_idx in range(250):
         found[0].on_train_batch_end(None, None, None, None, batch_idx)
     assert len(calls) == 4  # after steps 100 and 200
+
+
+def _onednn_capacity_after_cli(env_value: str | None) -> str:
+    code = ("import os; from crysfuse.cli import main; main(['models']); "
+            "print('CAPACITY=' + os.environ.get('ONEDNN_PRIMITIVE_CACHE_CAPACITY', 'unset'))")
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}
+    if env_value is not None:
+        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = env_value
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
+    return out.stdout.rsplit("CAPACITY=", 1)[1].strip()
+
+
+def test_the_cli_caps_onednns_primitive_cache_unless_the_user_set_it() -> None:
+    """A bf16 run otherwise caches one oneDNN primitive per batch shape: the CLI caps the cache at start-up and
+    leaves a capacity the user chose alone."""
+    from crysfuse.allocator import ONEDNN_CACHE_CAPACITY
+
+    assert _onednn_capacity_after_cli(None) == str(ONEDNN_CACHE_CAPACITY)
+    assert _onednn_capacity_after_cli("512") == "512"

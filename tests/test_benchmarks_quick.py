@@ -102,3 +102,10 @@ def test_text_side_by_side_quick() -> None:
     for row in r["rows"].values():
         assert row["val_mae"]["mean"] > 0 and row["epoch_s"]["mean"] > 0 and row["peak_rss_mb"]["mean"] > 0
     assert r["rows"]["text_only"]["n_params"] < r["rows"]["graph_only"]["n_params"]  # no graph encoder
+
+
+def test_bf16_memory_quick() -> None:
+    r = run_quick("bf16_memory.py")
+    assert set(r["sides"]) == {"onednn_default", "capped"}
+    assert r["identical_losses"] is True
+    assert all(side["peak_rss_mb"] > 0 for side in r["sides"].values())

@@ -1,16 +1,16 @@
-"""glibc malloc settings that keep large tensor buffers in the process instead of mapping them anew each step.
+"""Process memory settings: glibc malloc settings that keep large tensor buffers in the process instead of mapping
+them anew each step, and a cap on oneDNN's primitive cache for bf16 runs (:func:`limit_onednn_primitive_cache`).
 
 Why: glibc serves every block above ``M_MMAP_THRESHOLD`` (dynamic, at most 32 MiB) with ``mmap`` and hands it
 back with ``munmap`` when freed. A training step of the line-graph network allocates and frees hundreds of
 ``[triplets, D]`` buffers of tens of MB, so without these settings every step page-faults gigabytes of fresh
-zero pages; measured here, a third of a training run's time was kernel time (docs/benchmarks.md).
+zero pages (kernel time that shows up as ``sys`` time in ``time``).
 
 :func:`tune_allocator` raises the mmap threshold and the trim threshold with ``mallopt`` at run time, so freed
 buffers are reused from the heap. It is opt-in: set ``CRYSFUSE_MALLOC=tuned`` and the ``crysfuse`` command
 calls it at start-up (Python users call it themselves, first thing). The cost: the process keeps its heap
 mapped, and with batches of ever-different sizes the heap fragments, so resident memory can grow well past
-the live tensors (measured: a bf16 training run of the parity configuration reached 6.7 GB resident and was
-killed for memory beside three other runs; see docs/benchmarks.md). It does nothing on other C libraries
+the live tensors. It does nothing on other C libraries
 (musl, macOS, Windows) or when ``LD_PRELOAD`` names another allocator (jemalloc, tcmalloc).
 """
 
@@ -72,8 +72,7 @@ def release_free_memory() -> bool:
     """Hand the C library's free heap memory back to the system (glibc ``malloc_trim(0)``).
 
     Why: each batch of a crystal data set has its own size, so freed tensor buffers rarely fit the next
-    request exactly and glibc's heaps fragment; freed pages then stay resident. Measured on a bf16 training
-    run of the parity configuration: 5.8 GB resident, 2.4 GB after one ``malloc_trim(0)`` (docs/benchmarks.md).
+    request exactly and glibc's heaps fragment; freed pages then stay resident.
     The training loop calls this at the end of every epoch (:class:`crysfuse.training.callbacks.ReleaseMemory`).
 
     Returns:
@@ -95,6 +94,24 @@ def tune_allocator_if_asked() -> dict[str, int]:
     if os.environ.get(ENV_SWITCH, "").strip().lower() != "tuned":
         return {}
     return tune_allocator()
+
+
+ONEDNN_CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+ONEDNN_CACHE_CAPACITY = 64
+"""oneDNN primitives the ``crysfuse`` command lets a process cache (oneDNN's own default: 1024)."""
+
+
+def limit_onednn_primitive_cache(capacity: int = ONEDNN_CACHE_CAPACITY) -> str:
+    """Cap oneDNN's primitive cache unless ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` is already set; returns the
+    capacity in effect.
+
+    Why: on CPU, bf16 matmuls run through oneDNN, which builds and caches one primitive (with its own buffers)
+    per operand shape. Every batch of crystals has other edge and triplet counts, so under ``bf16-mixed``
+    the cache fills with primitives that are never used again and resident memory grows for thousands of
+    steps (docs/benchmarks.md, "Memory of a long bf16 run"). oneDNN reads the variable when it creates its
+    first primitive, so this must run before any bf16 matmul: the CLI calls it at start-up.
+    """
+    return os.environ.setdefault(ONEDNN_CACHE_ENV, str(int(capacity)))
 
 
 def allocator_settings() -> dict[str, int]:

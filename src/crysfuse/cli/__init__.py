@@ -13,7 +13,7 @@ import sys
 from typing import Sequence
 
 from crysfuse import __version__
-from crysfuse.allocator import tune_allocator_if_asked
+from crysfuse.allocator import limit_onednn_primitive_cache, tune_allocator_if_asked
 from crysfuse.cli import (
     compare,
     config,
@@ -52,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Before any tensor exists, with CRYSFUSE_MALLOC=tuned: reuse freed tensor buffers instead of
     # page-faulting them in every step (crysfuse.allocator, docs/benchmarks.md).
     tune_allocator_if_asked()
+    # Before the first bf16 matmul: oneDNN would otherwise cache a primitive per batch shape (crysfuse.allocator).
+    limit_onednn_primitive_cache()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
