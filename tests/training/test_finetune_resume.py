@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import json
-import signal
-import time
 
-from tests.training.test_reliability import _assert_same_results, _cli_process, _train_args
+from tests.training.test_reliability import (
+    _assert_same_results,
+    _cli_process,
+    _kill_after_first_epoch,
+    _train_args,
+)
 
 FINETUNE = ("train.epochs=4", "text.finetune=lora", "text.lora_rank=4", "text.max_length=32")
 
@@ -18,16 +21,7 @@ def test_kill_9_then_resume_a_lora_run_matches_an_uninterrupted_one(tmp_path, mp
 
     run_dir = tmp_path / "killed"
     process = _cli_process(_train_args(mp36k_slice, run_dir, cache_dir, *FINETUNE))
-    marker = run_dir / "resume" / "last.json"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if marker.exists() and json.loads(marker.read_text())["epoch"] >= 1:
-            break
-        time.sleep(0.01)
-    time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    _kill_after_first_epoch(process, run_dir, timeout=300)
     assert _cli_process(_train_args(mp36k_slice, run_dir, cache_dir, *FINETUNE) + ["--resume"]).wait(600) == 0
     _assert_same_results(reference, run_dir)
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -56,6 +56,21 @@ def _cli_process(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _kill_after_first_epoch(process: subprocess.Popen, run_dir: Path, *, timeout: float) -> Path:
+    """SIGKILL a training process just after its first finished epoch; returns the progress marker's path."""
+    marker = run_dir / "resume" / "last.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if marker.exists() and json.loads(marker.read_text())["epoch"] >= 1:
+            break
+        time.sleep(0.01)
+    time.sleep(0.05)  # into the next epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    return marker
+
+
 @pytest.mark.parametrize("extra", [(), ("train.ema_decay=0.9",)], ids=["plain", "ema"])
 def test_kill_9_mid_training_then_resume_matches_an_uninterrupted_run(tmp_path, mp36k_slice, cache_dir, extra):
     """With ``train.ema_decay`` the weight average travels with the resume state, so the resumed run's
@@ -65,16 +80,7 @@ def test_kill_9_mid_training_then_resume_matches_an_uninterrupted_run(tmp_path, 
 
     run_dir = tmp_path / "killed"
     process = _cli_process(_train_args(mp36k_slice, run_dir, cache_dir, *extra))
-    marker = run_dir / "resume" / "last.json"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and process.poll() is None:
-        if marker.exists() and json.loads(marker.read_text())["epoch"] >= 1:
-            break
-        time.sleep(0.01)
-    time.sleep(0.05)  # into the next epoch
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    marker = _kill_after_first_epoch(process, run_dir, timeout=240)
     assert json.loads((run_dir / "status.json").read_text())["state"] == "running"
     assert not (run_dir / "summary.json").exists()
     marker.write_text('{"epoch": 0}')  # a stale progress marker must not matter: the checkpoint says

@@ -14,26 +14,28 @@ import torch
 from crysfuse.config import ConfigError
 
 
+TRANSFORMS = {
+    "none": (lambda y: y, lambda t: t),
+    "log1p": (torch.log1p, torch.expm1),
+    "asinh": (torch.asinh, torch.sinh),
+}
+"""``data.target_transform`` → (``t``, ``t⁻¹``), elementwise on tensors."""
+
+
+def _pair(name: str):  # noqa: ANN202 - a (forward, inverse) pair of tensor functions
+    if name not in TRANSFORMS:
+        raise ConfigError(f"unknown target transform {name!r}")
+    return TRANSFORMS[name]
+
+
 def transform_target(name: str, y: torch.Tensor) -> torch.Tensor:
     """``t(y)``, elementwise. Shapes: ``[*]`` → ``[*]``."""
-    if name == "none":
-        return y
-    if name == "log1p":
-        return torch.log1p(y)
-    if name == "asinh":
-        return torch.asinh(y)
-    raise ConfigError(f"unknown target transform {name!r}")
+    return _pair(name)[0](y)
 
 
 def inverse_target(name: str, t: torch.Tensor) -> torch.Tensor:
     """``t⁻¹``, elementwise. Shapes: ``[*]`` → ``[*]``."""
-    if name == "none":
-        return t
-    if name == "log1p":
-        return torch.expm1(t)
-    if name == "asinh":
-        return torch.sinh(t)
-    raise ConfigError(f"unknown target transform {name!r}")
+    return _pair(name)[1](t)
 
 
 def transformed_targets(name: str, targets: np.ndarray) -> np.ndarray:
