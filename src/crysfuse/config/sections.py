@@ -219,8 +219,10 @@ class TrainConfig:
     weight_decay_norms_biases: bool = True
     """Apply the weight decay to normalisation weights and biases too (``false``: only to the other weights, as
     the reference's ``group_decay``)."""
-    loss: str = "mse"
-    """``mse``, ``l1`` or ``huber`` (on the standardised, transformed target)."""
+    loss: str = "l1"
+    """``l1``, ``mse`` or ``huber`` (on the standardised, transformed target). ``l1`` by default: it trains
+    for the metric the field reports (MAE), as the reference ALIGNN does, and beat ``mse`` in the parity
+    ablation (docs/parity.md)."""
     huber_delta: float = 1.0
     """``huber`` loss: where it turns from quadratic to linear (standardised units)."""
     gradient_clip: float = 1.0
