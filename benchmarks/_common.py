@@ -74,11 +74,24 @@ def environment(threads: int) -> dict[str, Any]:
         "threads": threads,
         "torch_threads": torch.get_num_threads(),
         "cpu": cpu,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_native_bf16": _native_bf16(),
         "cpu_count": os.cpu_count(),
         "allocator_env": {k: os.environ[k] for k in MALLOC_ENV_KEYS if k in os.environ},
         "allocator_mallopt": _mallopt_settings(),
         "versions": versions,
     }
+
+
+def _native_bf16() -> bool | None:
+    """Whether oneDNN computes bfloat16 in hardware here (``None`` where torch cannot tell): without it every
+    bf16 number in a benchmark is emulated and slower than float32."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return None
 
 
 def _mallopt_settings() -> dict[str, int]:

@@ -1,8 +1,10 @@
 import csv
+import logging
 
 import numpy as np
 import pytest
 
+from crysfuse import predict
 from crysfuse.models.crysfuse import CrysFuseModel
 from crysfuse.predict import predict_items, regression_metrics
 from crysfuse.rundir import write_predictions_csv
@@ -45,3 +47,21 @@ def test_bf16_predictions_follow_the_models_precision():
     assert np.allclose(half.prediction, full.prediction, rtol=0.05, atol=0.05)
     forced = predict_items(model, ids, items, batch_size=2, precision="32-true")
     assert forced.precision == "32-true" and np.array_equal(forced.prediction, full.prediction)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_that_emulates_it_is_reported(monkeypatch, caplog, native):
+    """On a CPU without AVX-512 BF16/AMX, bf16-mixed is emulated and ~5x slower than float32: say so once."""
+    monkeypatch.setattr(predict, "cpu_has_native_bf16", lambda: native)
+    predict.warn_if_bf16_is_emulated.cache_clear()
+    model = CrysFuseModel(tiny_config("graph_only"), dim_text=0)
+    items = crystal_batch([0, 1]).to_data_list()
+    with caplog.at_level(logging.WARNING, logger="crysfuse.predict"):
+        predict_items(model, ["a", "b"], items, precision="bf16-mixed")
+        predict_items(model, ["a", "b"], items, precision="bf16-mixed")
+        predict_items(model, ["a", "b"], items, precision="32-true")
+    warnings = [r for r in caplog.records if "without native bfloat16" in r.getMessage()]
+    assert len(warnings) == (0 if native else 1)
+    assert predict.warn_if_bf16_is_emulated("32-true", "cpu") is False
+    assert predict.warn_if_bf16_is_emulated("bf16-mixed", "cuda") is False
+    predict.warn_if_bf16_is_emulated.cache_clear()

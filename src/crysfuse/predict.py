@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -45,11 +46,36 @@ def model_precision(model: torch.nn.Module) -> str:
     return str(config.train.precision) if config is not None else "32-true"
 
 
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX-512 BF16 or AMX), as oneDNN reports it. Without it
+    PyTorch emulates bfloat16 and ``bf16-mixed`` runs several times *slower* than float32 (docs/benchmarks.md,
+    "CPUs without native bfloat16"). ``True`` where PyTorch cannot tell (no oneDNN), so nothing is reported."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return True
+
+
+@functools.cache
+def warn_if_bf16_is_emulated(precision: str | int, device_type: str) -> bool:
+    """Log a warning (once per setting) when ``precision`` asks for bfloat16 on a CPU that only emulates it;
+    returns whether it warned."""
+    if device_type != "cpu" or autocast_dtype(precision) is not torch.bfloat16 or cpu_has_native_bf16():
+        return False
+    logger.warning(
+        "precision %s on a CPU without native bfloat16 (%s): PyTorch emulates it, which is several times slower "
+        "than 32-true here; use train.precision=32-true on this machine", precision,
+        torch.backends.cpu.get_cpu_capability())
+    return True
+
+
 def precision_context(precision: str | int, device: torch.device) -> contextlib.AbstractContextManager:
     """Autocast for a reduced-precision setting (weights stay float32), a no-op for full precision."""
     dtype = autocast_dtype(precision)
     if dtype is None:
         return contextlib.nullcontext()
+    warn_if_bf16_is_emulated(str(precision), device.type)
     return torch.autocast(device.type, dtype=dtype)
 
 

@@ -256,7 +256,9 @@ class TrainConfig:
     num_nodes: int = 1
     """Machines for multi-node DDP."""
     precision: str = "32-true"
-    """Lightning precision, e.g. ``32-true`` or ``bf16-mixed``."""
+    """Lightning precision, e.g. ``32-true`` or ``bf16-mixed``. ``bf16-mixed`` is the fast setting on GPUs and on
+    CPUs with AVX-512 BF16 or AMX; other CPUs emulate bfloat16, several times slower than ``32-true`` (a
+    warning says so; docs/benchmarks.md)."""
     progress_bar: bool = True
     """Show Lightning's progress bar."""
     deterministic: bool = True

@@ -14,6 +14,7 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+import torch
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -27,7 +28,7 @@ from crysfuse.data.splits import Split, make_split, split_ids
 from crysfuse.data.store import item_list, item_targets
 from crysfuse.models.crysfuse import CrysFuseModel, model_uses_text
 from crysfuse.models.targets import transformed_targets
-from crysfuse.predict import predict_items, regression_metrics
+from crysfuse.predict import predict_items, regression_metrics, warn_if_bf16_is_emulated
 from crysfuse.rundir.layout import TENSORBOARD_DIR
 from crysfuse.text.finetune import check_finetune
 from crysfuse.training.augment import TextCorruptionDataset, corrupted_alternatives
@@ -59,7 +60,7 @@ class RunData:
     rejections: list[Rejection]
 
 
-def training_items(config: Config, ids: list[str], items: list, prepared: PreparedData):  # noqa: ANN201
+def training_items(config: Config, ids: list[str], items: list, prepared: PreparedData):
     """The training items, wrapped in text-corruption augmentation when it is switched on."""
     settings = config.train.text_corruption
     if settings.probability <= 0 or prepared.text_side is None:
@@ -244,6 +245,9 @@ def _callbacks(config: Config, run_dir: Path, best: BestWeights, started: float)
 
 
 def _trainer(config: Config, run_dir: Path, callbacks: list[L.Callback]) -> L.Trainer:
+    accelerator = config.train.accelerator
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    warn_if_bf16_is_emulated(str(config.train.precision), "cpu" if on_cpu else "accelerator")
     return L.Trainer(
         max_epochs=config.train.epochs,
         accelerator=config.train.accelerator,
