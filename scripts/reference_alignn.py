@@ -184,6 +184,8 @@ def collect_seed(seed_dir: Path, split: dict[str, list[str]]) -> dict:
         "epoch_seconds": statistics.fmean(epoch_times) if epoch_times
         else info["wall_seconds"] / epochs,
         "train_seconds": log.get("train_seconds"), "wall_seconds": info["wall_seconds"],
+        # mean training L1 over the last epoch's batches (training mode, raw units)
+        "final_train_l1": log["train"][-1]["loss"] if log["train"] else None,
         "final_val_l1": val_losses[-1] if val_losses else None,
         "best_val_l1": val_losses[best] if val_losses else None,
         "best_val_epoch": best,  # 0-based; the test predictions are still from the final epoch
