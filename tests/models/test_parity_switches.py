@@ -24,15 +24,16 @@ def _norms(module: nn.Module) -> list[type]:
 
 def test_defaults_are_unchanged():
     config = Config()
-    assert (config.model.norm, config.model.readout, config.model.head) == ("batch", "mean", "projection")
+    assert (config.model.norm, config.model.readout, config.model.head) == ("layer", "mean", "projection")
     assert (config.data.target_transform, config.data.standardize_target) == ("none", True)
     assert config.graph.neighbor_rule == "jarvis"
-    assert set(_norms(ALIGNNEncoder(config.model))) == {nn.BatchNorm1d}
+    assert set(_norms(ALIGNNEncoder(config.model))) == {nn.LayerNorm}
 
 
 def test_layer_norm_replaces_every_encoder_batch_norm_with_the_same_parameter_names():
-    batch_norm = ALIGNNEncoder(tiny_config("graph_only").model)
+    batch_norm = ALIGNNEncoder(tiny_config("graph_only", ["model.norm=batch"]).model)
     layer_norm = ALIGNNEncoder(tiny_config("graph_only", ["model.norm=layer"]).model)
+    assert set(_norms(batch_norm)) == {nn.BatchNorm1d}
     assert set(_norms(layer_norm)) == {nn.LayerNorm}
     assert len(_norms(layer_norm)) == len(_norms(batch_norm))
     assert [n for n, _ in layer_norm.named_parameters()] == [n for n, _ in batch_norm.named_parameters()]
@@ -44,7 +45,7 @@ def test_layer_norm_replaces_every_encoder_batch_norm_with_the_same_parameter_na
 def test_layer_norm_makes_each_crystal_independent_of_its_batch_even_in_training_mode():
     torch.manual_seed(0)
     layer = ALIGNNEncoder(tiny_config("graph_only", ["model.norm=layer"]).model).train()
-    batch = ALIGNNEncoder(tiny_config("graph_only").model).train()
+    batch = ALIGNNEncoder(tiny_config("graph_only", ["model.norm=batch"]).model).train()
     together, alone = crystal_batch([1, 1, 1]), crystal_batch([1])
     assert torch.allclose(layer(together).graph[0], layer(alone).graph[0], atol=1e-5)
     assert not torch.allclose(batch(together).graph[0], batch(alone).graph[0], atol=1e-3)
@@ -135,25 +136,27 @@ def test_target_scaling_follows_the_transform_and_can_be_switched_off():
 
 
 def test_a_run_directory_from_before_the_switches_still_loads(tmp_path):
-    """config.json files written before the parity switches lack their keys; they load with the defaults and
-    the saved weights fit the rebuilt model."""
+    """config.json files written before the parity switches lack their keys; they load with the values those
+    runs trained with (BatchNorm, MSE: the defaults of that time) or today's defaults where those did not
+    change, and the saved weights fit the rebuilt model."""
     import json
 
     from crysfuse.rundir import load_run, save_weights, write_meta
 
-    config = tiny_config("graph_only")
+    config = tiny_config("graph_only", ["model.norm=batch"])  # what every run before the key used
     model = CrysFuseModel(config, dim_text=0)
     old = config.to_dict()
     for section, key in [("model", "norm"), ("model", "readout"), ("model", "head"), ("data", "target_transform"),
                          ("data", "standardize_target"), ("graph", "neighbor_rule"), ("train", "ema_decay"),
                          ("train", "select"), ("train", "drop_last"), ("train", "schedule"), ("train", "huber_delta"),
-                         ("train", "weight_decay_norms_biases")]:
+                         ("train", "weight_decay_norms_biases"), ("train", "loss")]:
         del old[section][key]
     (tmp_path / "config.json").write_text(json.dumps(old))
     write_meta(tmp_path, dim_text=0, encoder_id=None)
     save_weights(tmp_path / "model.safetensors", model)
     loaded = load_run(tmp_path)
-    assert loaded.config.model.norm == "batch" and loaded.config.train.ema_decay == 0.0
+    assert loaded.config.model.norm == "batch" and loaded.config.train.loss == "mse"
+    assert loaded.config.train.ema_decay == 0.0 and loaded.config.model.head == "projection"
     batch = crystal_batch([1, 1])
     assert torch.equal(loaded.model(batch).prediction, model.eval()(batch).prediction)
 

@@ -50,10 +50,25 @@ def save_config(run_dir: Path, config: Config) -> None:
     config.save(Path(run_dir) / CONFIG_FILE)
 
 
+# Settings whose default changed after the key was introduced: a run's config.json without the key was
+# written before it existed, so that run used the old value (issue 18 moved both defaults to the reference's).
+DEFAULTS_BEFORE_THE_KEY: dict[tuple[str, str], Any] = {("model", "norm"): "batch", ("train", "loss"): "mse"}
+
+
+def run_config_from_dict(data: dict[str, Any]) -> Config:
+    """A run's saved config as a :class:`Config`; keys it predates get the value the run trained with
+    (:data:`DEFAULTS_BEFORE_THE_KEY`), not today's default."""
+    data = {section: dict(values) if isinstance(values, dict) else values for section, values in data.items()}
+    for (section, key), value in DEFAULTS_BEFORE_THE_KEY.items():
+        if isinstance(data.setdefault(section, {}), dict):
+            data[section].setdefault(key, value)
+    return Config.from_dict(data)
+
+
 def saved_config(run_dir: Path) -> Config | None:
     """The config a run directory was started with (``None`` when there is none yet)."""
     path = Path(run_dir) / CONFIG_FILE
-    return Config.load(path) if path.exists() else None
+    return run_config_from_dict(read_json_file(path)) if path.exists() else None
 
 
 def weights_path(run_dir: Path) -> Path:
@@ -119,7 +134,7 @@ def load_run(run_dir: str | Path, *, device: str | torch.device = "cpu") -> Load
     meta = read_json_file(run_dir / META_FILE)
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise CheckpointError(f"{run_dir}: unsupported schema version {meta.get('schema_version')!r}")
-    config = Config.from_dict(read_json_file(run_dir / CONFIG_FILE))
+    config = run_config_from_dict(read_json_file(run_dir / CONFIG_FILE))
     model = CrysFuseModel(config, dim_text=int(meta["dim_text"]))
     try:
         state = load_file(run_dir / WEIGHTS_FILE)
