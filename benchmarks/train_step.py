@@ -72,13 +72,6 @@ def make_crysfuse(fusion: str, args: argparse.Namespace, dim_text: int):
     return CrysFuseModel(config, dim_text=dim_text if fusion != "graph_only" else 0)
 
 
-def default_norm() -> str:
-    """crysfuse's default encoder normalisation (what the benchmarked model uses)."""
-    from crysfuse.config import Config
-
-    return Config().model.norm
-
-
 def make_reference(args: argparse.Namespace):
     from alignn.models.alignn_atomwise_pure import ALIGNNAtomWisePure, ALIGNNAtomWisePureConfig
 
@@ -397,7 +390,7 @@ def main(argv: list[str] | None = None) -> dict:
             "optimizer": "AdamW, MSE loss, batches collated once before timing (collation not timed)",
             "reference_config": "ALIGNNAtomWisePure, no gradients/penalty/ZBL/extra heads"
                                 if have_reference else None,
-            "norms": f"crysfuse model.norm={default_norm()} (its default), reference LayerNorm",
+            "norms": f"crysfuse model.norm={models['graph_only'].config.model.norm} (its default), reference LayerNorm",
         },
         "matmul_peak_gflops": peak_mm,
         "memory_bandwidth_gbs": bandwidth,

@@ -5,8 +5,9 @@ parameters, seconds per epoch and the precision each run used. Nothing here trai
         --group bf16='runs/parity_gap/graph_only_bf16-mixed_s*' --out docs/benchmarks/precision_parity.json
 
 Parity + ablation table (docs/parity.md): every row of a ``crysfuse compare`` matrix (``--runs-root``, one
-group per ``<root>/<label>/seed*``; a row with no finished seed yet is left out with a warning), the reference ALIGNN's seeds (``--reference``, a summary written by
-``scripts/reference_alignn.py collect``) and the change of each group's mean test MAE against a baseline::
+group per ``<root>/<label>/seed*``; a row with no finished seed yet is left out with a warning), the
+reference ALIGNN's seeds (``--reference``, a summary written by ``scripts/reference_alignn.py collect``) and
+the change of each group's mean test MAE against a baseline::
 
     python scripts/run_table.py --reference reference=docs/parity/reference_gap_pbe.json \
         --runs-root docs/parity/gap/runs --baseline reference --out docs/parity/ablation_gap.json
@@ -84,8 +85,8 @@ def group_stats(rows: list[dict]) -> dict:
 
 
 def markdown(groups: dict[str, dict], baseline: str | None = None) -> str:
-    lines = ["| group | n | test MAE (mean ± std) | per seed | val MAE | train MAE, last epoch | s / epoch | parameters |"
-             + (f" vs {baseline} |" if baseline else ""),
+    lines = ["| group | n | test MAE (mean ± std) | per seed | val MAE | train MAE, last epoch | s / epoch "
+             "| parameters |" + (f" vs {baseline} |" if baseline else ""),
              "|---|---|---|---|---|---|---|---|" + ("---|" if baseline else "")]
     base = groups[baseline]["stats"]["test_mae_mean"] if baseline else None
     for label, group in groups.items():
