@@ -135,11 +135,12 @@ def gated_diagnosis(study: Path, labels: list[str]) -> tuple[str, list[dict]]:
 
 def paired_table(study: Path, baselines: list[str]) -> str:
     """Test-MAE differences against each baseline (``<study>/vs_<baseline>/comparison.csv``): mean Δ over
-    seeds, bootstrap 95 % interval, paired t-test and bootstrap p-values."""
+    seeds, bootstrap 95 % interval, paired t-test (raw and Holm-adjusted across the variants compared with
+    that baseline) and bootstrap p-values."""
     tables = {b: {r["label"]: r for r in read_csv(study / f"vs_{b}" / "comparison.csv")} for b in baselines}
-    header = "| variant | " + " | ".join(f"Δ test vs {b} | 95 % CI | p (seeds) | p (bootstrap)"
+    header = "| variant | " + " | ".join(f"Δ test vs {b} | 95 % CI | p (seeds) | p (Holm) | p (bootstrap)"
                                          for b in baselines)
-    lines = [header + " |", "|" + "---|" * (1 + 4 * len(baselines))]
+    lines = [header + " |", "|" + "---|" * (1 + 5 * len(baselines))]
 
     def number(value: str, fmt: str) -> str:
         return "–" if not value else format(float(value), fmt)
@@ -152,6 +153,7 @@ def paired_table(study: Path, baselines: list[str]) -> str:
             cells += [number(row.get(prefix + "delta_test_mae", ""), "+.4f"),
                       "[" + ", ".join(format(float(v), "+.4f") for v in ci.split()) + "]" if ci else "–",
                       number(row.get(prefix + "p_seeds", ""), ".3f"),
+                      number(row.get(prefix + "p_seeds_holm", ""), ".3f"),
                       number(row.get(prefix + "p_bootstrap", ""), ".3f")]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

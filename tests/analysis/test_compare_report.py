@@ -43,6 +43,8 @@ def test_matrix_writes_the_comparison(matrix_out):
     assert float(simplified["test_mae_std"]) >= 0
     assert simplified["vs_graph_only_n_pairs"] == "2"
     assert simplified["vs_graph_only_p_seeds"] != "" and simplified["vs_graph_only_p_bootstrap"] != ""
+    # one comparison with the baseline: the Holm correction leaves its p-value as it is
+    assert float(simplified["vs_graph_only_p_seeds_holm"]) == pytest.approx(float(simplified["vs_graph_only_p_seeds"]))
     assert float(rows["graph_only"]["deleted_text_mae_mean"]) == pytest.approx(
         float(rows["graph_only"]["test_mae_mean"]), rel=1e-6)  # graph_only ignores text
     assert float(simplified["robustness_clean_mae_mean"]) == pytest.approx(float(simplified["test_mae_mean"]), rel=1e-4)
@@ -266,6 +268,16 @@ def test_a_comparison_with_one_seed_shows_n_1_and_no_spread(tmp_path):
     first_row = page[page.index("<tbody><tr>"): page.index("</tr>", page.index("<tbody>"))]
     assert first_row.startswith("<tbody><tr><td>1</td><td>simplified</td><td>1</td><td>0.25</td><td>–</td>")
     assert "nan" not in first_row
+
+
+def test_holm_adjustment_is_step_down_and_monotone():
+    from crysfuse.analysis.comparison import holm_adjust
+
+    # ascending: 0.005 × 4, 0.01 × 3, 0.03 × 2, then 0.04 × 1 = 0.04 raised to the 0.06 before it
+    assert holm_adjust([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm_adjust([0.021, 0.089, 0.3, 0.5, 0.6, 0.62, 0.79, 0.08])[0] == pytest.approx(8 * 0.021)
+    assert holm_adjust([0.4, 0.9]) == pytest.approx([0.8, 0.9]) and holm_adjust([0.7, 0.9]) == [1.0, 1.0]
+    assert holm_adjust([]) == []
 
 
 def test_report_numbers_are_rounded_to_what_they_mean():

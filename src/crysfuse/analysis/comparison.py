@@ -119,8 +119,33 @@ def paired_test(runs: list[RunInfo], baseline: list[RunInfo], *, seed: int = 0) 
     return result
 
 
+def holm_adjust(p_values: list[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values, in the order given (step-down, monotone, capped at 1).
+
+    With m comparisons the k-th smallest p (k = 0, 1, …) is multiplied by m − k, and each adjusted value is
+    at least the one before it in ascending order. A comparison is significant at level α after correction
+    when its adjusted p is below α.
+    """
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - k) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def _add_holm(rows: list[dict[str, Any]], prefix: str) -> None:
+    """``<prefix>p_seeds_holm`` on every row with a seed-level p-value: Holm-adjusted across those rows
+    (the family is every variant compared with the same baseline)."""
+    tested = [r for r in rows if r.get(prefix + "p_seeds") is not None]
+    for row, adjusted in zip(tested, holm_adjust([r[prefix + "p_seeds"] for r in tested]), strict=True):
+        row[prefix + "p_seeds_holm"] = adjusted
+
+
 def summarize(runs: list[RunInfo], baseline: str = "graph_only") -> list[dict[str, Any]]:
-    """One row per label, ranked by mean validation MAE."""
+    """One row per label, ranked by mean validation MAE; seed-level p-values against the baseline are also
+    given Holm-adjusted across the variants (``vs_<baseline>_p_seeds_holm``)."""
     groups: dict[str, list[RunInfo]] = {}
     for run in runs:
         groups.setdefault(run.label, []).append(run)
@@ -146,6 +171,7 @@ def summarize(runs: list[RunInfo], baseline: str = "graph_only") -> list[dict[st
             row.update({f"vs_{baseline}_{k}": v for k, v in paired_test(members, base_runs).items()})
         row.update(_ensemble_columns(members))
         rows.append(row)
+    _add_holm(rows, f"vs_{baseline}_")
     rows.sort(key=lambda r: (math.isnan(r["val_mae_mean"]), r["val_mae_mean"]))
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
@@ -213,9 +239,9 @@ def _deleted_text_cell(row: dict[str, Any]) -> str:
 def comparison_markdown(rows: list[dict[str, Any]], baseline: str) -> str:
     """The ranked table as Markdown (labels escaped)."""
     header = ("| rank | variant | n | val MAE | test MAE | Δ test vs " + escape_markdown(baseline)
-              + " | p (seeds) | bootstrap 95 % CI | p (bootstrap) | extra params | train s | epochs to best "
-              "| MAE, text deleted |")
-    lines = [header, "|" + "---|" * 13]
+              + " | p (seeds) | p (seeds, Holm) | bootstrap 95 % CI | p (bootstrap) | extra params | train s "
+              "| epochs to best | MAE, text deleted |")
+    lines = [header, "|" + "---|" * 14]
     for row in rows:
         prefix = f"vs_{baseline}_"
         ci = row.get(prefix + "bootstrap_ci")
@@ -224,6 +250,7 @@ def comparison_markdown(rows: list[dict[str, Any]], baseline: str) -> str:
             _mean_spread(row["val_mae_mean"], row["val_mae_std"]),
             _mean_spread(row["test_mae_mean"], row["test_mae_std"]),
             _fmt(row.get(prefix + "delta_test_mae")), _fmt(row.get(prefix + "p_seeds"), 3),
+            _fmt(row.get(prefix + "p_seeds_holm"), 3),
             f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "–", _fmt(row.get(prefix + "p_bootstrap"), 3),
             f"{row['n_params_fusion']:,}", _fmt(row["train_seconds_mean"], 1), _fmt(row["best_epoch_mean"], 1),
             _deleted_text_cell(row),
@@ -231,7 +258,8 @@ def comparison_markdown(rows: list[dict[str, Any]], baseline: str) -> str:
     notes = (
         "\nn: seeds per variant. Mean ± sample std over seeds (the mean alone for n = 1). Ranked by validation MAE (model selection never sees the test split). "
         f"Δ: test MAE minus the paired `{escape_markdown(baseline)}` run (same seed); p (seeds): paired t-test "
-        "over seeds; bootstrap: per-test-record error differences averaged over seeds, resampled "
+        "over seeds; Holm: the same p-values adjusted for comparing every variant with the baseline (significant "
+        "at 5 % after correction when below 0.05); bootstrap: per-test-record error differences averaged over seeds, resampled "
         f"{BOOTSTRAP_SAMPLES} times. Negative Δ is better. MAE, text deleted: the robustness evaluation with "
         "every word deleted, next to the clean MAE on the same records (robustness may use part of the split).\n"
     )
