@@ -124,7 +124,8 @@ def holm_adjust(p_values: list[float]) -> list[float]:
 
     With m comparisons the k-th smallest p (k = 0, 1, …) is multiplied by m − k, and each adjusted value is
     at least the one before it in ascending order. A comparison is significant at level α after correction
-    when its adjusted p is below α.
+    when its adjusted p is below α. (SciPy has no Holm procedure; statsmodels, which has, is not worth a
+    dependency for these few lines.)
     """
     order = sorted(range(len(p_values)), key=lambda i: p_values[i])
     adjusted = [math.nan] * len(p_values)
@@ -258,8 +259,9 @@ def comparison_markdown(rows: list[dict[str, Any]], baseline: str) -> str:
     notes = (
         "\nn: seeds per variant. Mean ± sample std over seeds (the mean alone for n = 1). Ranked by validation MAE (model selection never sees the test split). "
         f"Δ: test MAE minus the paired `{escape_markdown(baseline)}` run (same seed); p (seeds): paired t-test "
-        "over seeds; Holm: the same p-values adjusted for comparing every variant with the baseline (significant "
-        "at 5 % after correction when below 0.05); bootstrap: per-test-record error differences averaged over seeds, resampled "
+        "over seeds; Holm: the same p-values adjusted for comparing every variant with the baseline "
+        "(significant at 5 % after correction when below 0.05); bootstrap: per-test-record error differences "
+        "averaged over seeds, resampled "
         f"{BOOTSTRAP_SAMPLES} times. Negative Δ is better. MAE, text deleted: the robustness evaluation with "
         "every word deleted, next to the clean MAE on the same records (robustness may use part of the split).\n"
     )
