@@ -54,7 +54,9 @@ def test_matrix_writes_the_comparison(matrix_out):
     markdown = (result / "comparison.md").read_text()
     assert "Uncertainty: each variant's seeds as an ensemble" in markdown
     assert " ± " in markdown and "Ranked by validation MAE" in markdown and " (clean 0." in markdown
-    for name in ("comparison_mae.png", "comparison_robustness.png", "comparison_gates.png"):
+    # band gaps: the test MAE of metals and non-metals (the run's monitor class rule) next to the total
+    assert float(simplified["test_mae_metal_mean"]) >= 0 and float(simplified["test_mae_non-metal_mean"]) >= 0
+    for name in ("comparison_mae.png", "comparison_forest.png", "comparison_robustness.png", "comparison_gates.png"):
         assert (result / name).stat().st_size > 1000
     with open(result / "comparison_robustness.csv", newline="") as handle:
         curves = {(row["label"], float(row["ratio"])): row for row in csv.DictReader(handle)}
@@ -278,6 +280,22 @@ def test_holm_adjustment_is_step_down_and_monotone():
     assert holm_adjust([0.021, 0.089, 0.3, 0.5, 0.6, 0.62, 0.79, 0.08])[0] == pytest.approx(8 * 0.021)
     assert holm_adjust([0.4, 0.9]) == pytest.approx([0.8, 0.9]) and holm_adjust([0.7, 0.9]) == [1.0, 1.0]
     assert holm_adjust([]) == []
+
+
+def test_the_bootstrap_resamples_seeds_as_well_as_records():
+    import numpy as np
+
+    from crysfuse.analysis.comparison import bootstrap_seeds_and_records
+
+    # One seed pair 1 eV worse everywhere, the other 1 eV better: averaged first, the spread would vanish; the
+    # two-way bootstrap keeps it (means of -1, 0, +1 with probabilities 1/4, 1/2, 1/4).
+    draws = bootstrap_seeds_and_records(np.array([[1.0] * 50, [-1.0] * 50]), samples=4000, seed=1)
+    assert set(np.round(draws, 9)) == {-1.0, 0.0, 1.0}
+    assert np.percentile(draws, [2.5, 97.5]) == pytest.approx([-1.0, 1.0])
+    assert (np.abs(draws) < 1e-9).mean() == pytest.approx(0.5, abs=0.04)
+    # One seed pair: the bootstrap over records alone, centred on the mean difference.
+    single = bootstrap_seeds_and_records(np.linspace(-1, 3, 200)[None, :], samples=2000, seed=0)
+    assert single.mean() == pytest.approx(1.0, abs=0.02) and 0 < single.std() < 0.2
 
 
 def test_report_numbers_are_rounded_to_what_they_mean():

@@ -1,9 +1,9 @@
-"""CrysFuseModel as a whole: what ``forward`` returns under reduced precision."""
+"""CrysFuseModel as a whole: what ``forward`` returns under reduced precision; the parameter-matched control."""
 
 import torch
 
 from crysfuse.models.crysfuse import CrysFuseModel
-from tests.helpers import crystal_batch, tiny_config
+from tests.helpers import DIM_TEXT, crystal_batch, tiny_config
 
 
 def test_the_head_runs_in_float32_under_bf16_autocast():
@@ -30,3 +30,16 @@ def test_the_linear_head_runs_in_float32_under_bf16_autocast():
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         prediction = model(batch).prediction
     assert prediction.dtype == torch.float32
+
+
+def test_the_parameter_matched_graph_only_has_the_variants_parameter_count():
+    from crysfuse.models.crysfuse import matched_head_width
+
+    config = tiny_config("graph_only")
+    for variant in ("concat", "cross_attention", "gated"):
+        width, params, target = matched_head_width(config, variant, dim_text=DIM_TEXT)
+        fused = CrysFuseModel(config.replace({"fusion.name": variant}), dim_text=DIM_TEXT).num_parameters()
+        matched = CrysFuseModel(config.replace({"model.dim_head": width}), dim_text=0).num_parameters()
+        assert target == fused and params == matched
+        per_unit = config.model.dim_projection + 2  # one hidden unit of the head: weights in and out, a bias
+        assert abs(matched - fused) <= per_unit / 2 + 1 and width > config.model.dim_head

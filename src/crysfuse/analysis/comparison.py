@@ -19,11 +19,13 @@ from crysfuse.analysis.ensemble import ensemble_uncertainty
 from crysfuse.analysis.markup import escape_markdown
 from crysfuse.analysis.plots import (
     plot_mae_bars,
+    plot_paired_differences,
     plot_robustness_gates,
     plot_robustness_overlay,
     spread_calibration,
 )
 from crysfuse.figures import save_figure
+from crysfuse.training.gate_distribution import target_classes
 from crysfuse.io import write_csv_atomic, write_json_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ COMPARISON_JSON = "comparison.json"
 COMPARISON_CSV = "comparison.csv"
 COMPARISON_MD = "comparison.md"
 COMPARISON_MAE_PNG = "comparison_mae.png"
+COMPARISON_FOREST_PNG = "comparison_forest.png"
 COMPARISON_ROBUSTNESS_CSV = "comparison_robustness.csv"
 COMPARISON_ROBUSTNESS_PNG = "comparison_robustness.png"
 COMPARISON_GATES_PNG = "comparison_gates.png"
@@ -56,6 +59,8 @@ class RunInfo:
     robustness_clean_mae: float | None = None
     """MAE with clean text on the same records as :attr:`deleted_mae` (robustness may use part of a split)."""
     robustness: list[dict[str, Any]] = field(default_factory=list)
+    class_mae: dict[str, float] = field(default_factory=dict)
+    """Test MAE per target class (metals and non-metals for band gaps, by the run's ``monitor`` class rule)."""
 
 
 def run_label(config: dict[str, Any]) -> str:
@@ -72,7 +77,7 @@ def read_run(run_dir: str | Path) -> RunInfo:
     run_dir = Path(run_dir)
     summary = rundir.read_summary(run_dir)
     info = RunInfo(run_dir=run_dir, label=run_label(rundir.read_config_dict(run_dir)), seed=int(summary["seed"]),
-                   summary=summary, test_errors=rundir.read_test_errors(run_dir))
+                   summary=summary, test_errors=rundir.read_test_errors(run_dir), class_mae=_class_mae(run_dir))
     robustness = rundir.read_robustness_rows(run_dir)
     if robustness is not None:
         info.robustness = robustness
@@ -81,6 +86,19 @@ def read_run(run_dir: str | Path) -> RunInfo:
         clean = [r["mae"] for r in info.robustness if float(r["ratio"]) == 0.0]
         info.robustness_clean_mae = float(np.mean(clean)) if clean else None
     return info
+
+
+def _class_mae(run_dir: Path) -> dict[str, float]:
+    """Test MAE per class of the run's class rule (``monitor.classes``; none for targets without classes)."""
+    config, predictions = rundir.saved_config(run_dir), rundir.read_predictions(run_dir, "test")
+    if config is None or predictions is None:
+        return {}
+    classes = target_classes(predictions.target, config.data.target, config.monitor)
+    if classes is None:
+        return {}
+    errors = np.abs(predictions.prediction - predictions.target)
+    return {name: float(errors[classes.labels == k].mean())
+            for k, name in enumerate(classes.names) if (classes.labels == k).any()}
 
 
 def _mean_std(values: list[float]) -> tuple[float, float | None]:
@@ -110,13 +128,29 @@ def paired_test(runs: list[RunInfo], baseline: list[RunInfo], *, seed: int = 0) 
         result["p_seeds"] = float(statistic.pvalue) if math.isfinite(statistic.pvalue) else None
     ids = sorted(set.intersection(*(set(a.test_errors) & set(b.test_errors) for a, b in pairs)))
     if ids:
-        per_record = np.mean([[a.test_errors[i] - b.test_errors[i] for i in ids] for a, b in pairs], axis=0)
-        rng = np.random.default_rng(seed)
-        draws = per_record[rng.integers(0, len(ids), size=(BOOTSTRAP_SAMPLES, len(ids)))].mean(axis=1)
+        per_run = np.array([[a.test_errors[i] - b.test_errors[i] for i in ids] for a, b in pairs])
+        draws = bootstrap_seeds_and_records(per_run, seed=seed)
         result["bootstrap_ci"] = [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
         result["p_bootstrap"] = float(min(1.0, 2 * min((draws <= 0).mean(), (draws >= 0).mean())))
         result["n_test_records"] = len(ids)
     return result
+
+
+def bootstrap_seeds_and_records(differences: np.ndarray, *, samples: int = BOOTSTRAP_SAMPLES,
+                                seed: int = 0) -> np.ndarray:
+    """Bootstrap distribution of the mean of a ``[seeds, records]`` matrix of paired error differences,
+    resampling seed pairs and test records independently, both with replacement (a two-way bootstrap: the
+    interval covers both the training noise between seeds and the sampling of the test set). With one seed
+    pair it is the usual bootstrap over records.
+
+    Returns:
+        ``[samples]`` bootstrap means.
+    """
+    rng = np.random.default_rng(seed)
+    n_seeds, n_records = differences.shape
+    seed_weights = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=samples) / n_seeds
+    record_weights = rng.multinomial(n_records, np.full(n_records, 1 / n_records), size=samples) / n_records
+    return np.einsum("sp,pn,sn->s", seed_weights, differences, record_weights)
 
 
 def holm_adjust(p_values: list[float]) -> list[float]:
@@ -168,6 +202,9 @@ def summarize(runs: list[RunInfo], baseline: str = "graph_only") -> list[dict[st
             "deleted_text_mae_mean": _mean_std([r.deleted_mae for r in members])[0],
             "robustness_clean_mae_mean": _mean_std([r.robustness_clean_mae for r in members])[0],
         }
+        for name in dict.fromkeys(n for r in members for n in r.class_mae):
+            mean, std = _mean_std([r.class_mae.get(name) for r in members])
+            row[f"test_mae_{name}_mean"], row[f"test_mae_{name}_std"] = mean, std
         if label != baseline and base_runs:
             row.update({f"vs_{baseline}_{k}": v for k, v in paired_test(members, base_runs).items()})
         row.update(_ensemble_columns(members))
@@ -260,9 +297,8 @@ def comparison_markdown(rows: list[dict[str, Any]], baseline: str) -> str:
         "\nn: seeds per variant. Mean ± sample std over seeds (the mean alone for n = 1). Ranked by validation MAE (model selection never sees the test split). "
         f"Δ: test MAE minus the paired `{escape_markdown(baseline)}` run (same seed); p (seeds): paired t-test "
         "over seeds; Holm: the same p-values adjusted for comparing every variant with the baseline "
-        "(significant at 5 % after correction when below 0.05); bootstrap: per-test-record error differences "
-        "averaged over seeds, resampled "
-        f"{BOOTSTRAP_SAMPLES} times. Negative Δ is better. MAE, text deleted: the robustness evaluation with "
+        "(significant at 5 % after correction when below 0.05); bootstrap: the mean per-test-record error "
+        f"difference with seeds and test records both resampled, {BOOTSTRAP_SAMPLES} times. Negative Δ is better. MAE, text deleted: the robustness evaluation with "
         "every word deleted, next to the clean MAE on the same records (robustness may use part of the split).\n"
     )
     return "\n".join(lines) + "\n" + notes + _uncertainty_markdown(rows)
@@ -284,7 +320,8 @@ def _uncertainty_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def write_comparison(out: Path, runs: list[RunInfo], baseline: str) -> list[dict[str, Any]]:
-    """``comparison.csv``, ``comparison.md``, ``comparison.json``, ``comparison_mae.png`` in ``out``; with
+    """``comparison.csv``, ``comparison.md``, ``comparison.json``, ``comparison_mae.png`` and
+    ``comparison_forest.png`` (paired differences to the baseline, :func:`plot_paired_differences`) in ``out``; with
     robustness results also ``comparison_robustness.csv`` (curves over seeds, see :func:`robustness_summary`),
     ``comparison_robustness.png`` and ``comparison_gates.png`` (gate means against corruption)."""
     rows = summarize(runs, baseline)
@@ -296,6 +333,8 @@ def write_comparison(out: Path, runs: list[RunInfo], baseline: str) -> list[dict
     write_json_atomic(out / COMPARISON_JSON, {"baseline": baseline, "rows": rows,
                                               "runs": [str(r.run_dir) for r in runs]})
     save_figure(plot_mae_bars(rows), out / COMPARISON_MAE_PNG)
+    if any(row.get(f"vs_{baseline}_delta_test_mae") is not None for row in rows):
+        save_figure(plot_paired_differences(rows, baseline), out / COMPARISON_FOREST_PNG)
     if any(r.robustness for r in runs):
         curves = robustness_summary(runs)
         _write_table(out / COMPARISON_ROBUSTNESS_CSV, curves)

@@ -12,6 +12,7 @@ Matrix file (YAML)::
     extra:                          # optional: name -> overrides; every variant runs with each
       nomiddle: []
       middle: ["fusion.middle_layers=[2]"]
+      two_stage: ["train.init_from={out}/runs/graph_only/seed{seed}"]  # the matrix's --out, the cell's seed
     robustness:                     # optional: evaluated after each cell is trained
       strategies: [random_word]
       modes: [delete, mask]
@@ -109,13 +110,28 @@ def load_matrix(path: str | Path, out: str | Path, *, overrides: list[str] | Non
                 config = base_config.replace({
                     "fusion.name": variant, "train.seed": seed, "experiment.run_dir": str(run_dir),
                     "experiment.name": label,
-                }).with_overrides([str(o) for o in extra_overrides] + list(overrides or []))
+                }).with_overrides([_fill_placeholders(str(o), out=out, seed=seed)
+                                   for o in [*extra_overrides, *(overrides or [])]])
                 cells.append(Cell(label=label, seed=seed, config=config))
     if only is not None and not cells:
         raise ConfigError(f"{path}: no row is labelled {only}")
     plan = RobustnessPlan(**spec["robustness"]) if spec.get("robustness") else None
     baseline = str(spec.get("baseline", "graph_only"))
     return Matrix(cells=cells, robustness=plan, baseline=baseline)
+
+
+def _fill_placeholders(override: str, *, out: str | Path, seed: int) -> str:
+    """``{out}`` → the matrix's output folder, ``{seed}`` → the cell's seed (e.g. in ``train.init_from``)."""
+    return override.replace("{out}", str(out)).replace("{seed}", str(seed))
+
+
+def _waves(todo: list[Cell], cells: list[Cell]) -> list[list[Cell]]:
+    """``todo`` in two waves: first the cells that start from scratch, then those whose ``train.init_from`` is
+    another cell of the matrix (two-stage training waits for the run it starts from)."""
+    run_dirs = {c.run_dir.resolve() for c in cells}
+    later = [c for c in todo if c.config.train.init_from and Path(c.config.train.init_from).resolve() in run_dirs]
+    first = [c for c in todo if c not in later]
+    return [wave for wave in (first, later) if wave]
 
 
 def cell_finished(cell: Cell, plan: RobustnessPlan | None) -> bool:
@@ -157,18 +173,24 @@ def run_matrix(matrix: Matrix, *, jobs: int = 1) -> dict[str, Any]:
     skipped = len(matrix.cells) - len(todo)
     logger.info("matrix: %d cells, %d already finished, %d to run (%d at a time)",
                 len(matrix.cells), skipped, len(todo), jobs)
-    failed = []
+    failed: list[str] = []
     with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
-        for cell, code in pool.map(lambda c: _run_cell(c, matrix.robustness), todo):
-            if code != 0:
-                failed.append(str(cell.run_dir))
-                log_path = cell.run_dir.parent / f"{cell.run_dir.name}.log"
-                tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
-                logger.error("cell %s seed %d failed (exit %d); log %s ends with:\n%s", cell.label, cell.seed,
-                             code, log_path, "\n".join(tail))
-            else:
-                logger.info("cell %s seed %d finished", cell.label, cell.seed)
+        for wave in _waves(todo, matrix.cells):
+            for cell, code in pool.map(lambda c: _run_cell(c, matrix.robustness), wave):
+                _log_cell_outcome(cell, code, failed)
     return {"cells": len(matrix.cells), "skipped": skipped, "ran": len(todo) - len(failed), "failed": failed}
+
+
+def _log_cell_outcome(cell: Cell, code: int, failed: list[str]) -> None:
+    """Log a finished cell; a failed one (exit ``code`` ≠ 0) is appended to ``failed`` with its log's tail."""
+    if code == 0:
+        logger.info("cell %s seed %d finished", cell.label, cell.seed)
+        return
+    failed.append(str(cell.run_dir))
+    log_path = cell.run_dir.parent / f"{cell.run_dir.name}.log"
+    tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
+    logger.error("cell %s seed %d failed (exit %d); log %s ends with:\n%s", cell.label, cell.seed,
+                 code, log_path, "\n".join(tail))
 
 
 def record_matrix(out: Path, matrix: Matrix, outcome: dict[str, Any]) -> None:

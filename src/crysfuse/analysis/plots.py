@@ -70,6 +70,32 @@ def plot_mae_bars(rows: list[dict[str, Any]]) -> Any:
     return figure
 
 
+def plot_paired_differences(rows: list[dict[str, Any]], baseline: str) -> Any:
+    """Forest plot: each variant's paired test-MAE difference to ``baseline`` (mean over shared seeds) with its
+    bootstrap 95 % interval (seeds and test records resampled), against a line at zero. Filled markers: the
+    seed-level p-value stays below 0.05 after the Holm correction. ``rows``: :func:`~crysfuse.analysis.
+    comparison.summarize` rows; variants without a paired difference are left out."""
+    prefix = f"vs_{baseline}_"
+    shown = [r for r in rows if r.get(prefix + "delta_test_mae") is not None]
+    figure, axis = plt.subplots(figsize=(6.4, 0.45 * len(shown) + 1.6))
+    for position, row in enumerate(reversed(shown)):
+        delta, interval = row[prefix + "delta_test_mae"], row.get(prefix + "bootstrap_ci")
+        if interval:
+            axis.plot(interval, [position, position], color="tab:blue", linewidth=2)
+        holm = row.get(prefix + "p_seeds_holm")
+        significant = holm is not None and holm < 0.05
+        axis.plot([delta], [position], "o", color="tab:blue", markerfacecolor="tab:blue" if significant else "white",
+                  markersize=7)
+    axis.axvline(0.0, color="black", linewidth=0.8)
+    axis.set_yticks(range(len(shown)), [f"{r['label']} (n={r['n']})" for r in reversed(shown)])
+    axis.locator_params(axis="x", nbins=6)
+    axis.set_xlabel(f"test MAE − {baseline} (paired; negative is better)")
+    axis.set_title(f"Paired differences to {baseline}, bootstrap 95 % intervals", fontsize=10)
+    axis.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
 def _panels(count: int, title_height: float = 3.6) -> tuple[Any, list[Any]]:
     figure, axes = plt.subplots(1, max(count, 1), figsize=(5.2 * max(count, 1), title_height), squeeze=False)
     return figure, list(axes[0])

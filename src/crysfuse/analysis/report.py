@@ -21,6 +21,7 @@ from crysfuse import rundir
 from crysfuse.analysis.comparison import (
     COMPARISON_CALIBRATION_PNG,
     COMPARISON_JSON,
+    COMPARISON_FOREST_PNG,
     COMPARISON_MAE_PNG,
     COMPARISON_ROBUSTNESS_PNG,
 )
@@ -313,6 +314,7 @@ def comparison_sections(directory: Path) -> list[str]:
         f"<h2>Comparison (baseline: {esc(data['baseline'])})</h2>" + table(data["rows"], columns + extra),
         '<p class="note">Ranked by validation MAE; the test split is only reported.</p>',
         _image_file(directory / COMPARISON_MAE_PNG, "MAE per variant"),
+        _image_file(directory / COMPARISON_FOREST_PNG, "paired differences to the baseline"),
         _image_file(directory / COMPARISON_ROBUSTNESS_PNG, "robustness curves"),
         _image_file(directory / COMPARISON_CALIBRATION_PNG, "ensemble calibration"),
     ]

@@ -67,6 +67,10 @@ class DataConfig:
     target_transform: str = "none"
     """``none``, ``log1p`` (``log(1 + y)``, targets must be > -1, e.g. band gaps) or ``asinh``: the model
     learns the transformed target; predictions and every reported metric are in original units."""
+    shuffle_texts: bool = False
+    """Control experiment: every crystal gets another crystal's description (a fixed derangement of the texts
+    of the records the run loads, seeded by ``split_seed``). Text that then still helps is capacity, not
+    information (docs/results.md, controls)."""
 
     def __post_init__(self) -> None:
         check_choice("data.target_transform", self.target_transform, TARGET_TRANSFORMS)
@@ -243,6 +247,10 @@ class TrainConfig:
     ema_decay: float = 0.0
     """Exponential moving average of the weights (0 disables it): validation, model selection, the saved
     weights and the test use the averaged weights. The decay warms up as ``min(ema_decay, (1+t)/(10+t))``."""
+    init_from: str | None = None
+    """Two-stage training: start the graph side (``encoder.*`` and ``graph_projection.*``) from the weights of
+    this finished run directory (e.g. a ``graph_only`` run with the same ``model`` section); everything else
+    starts fresh. In a comparison matrix ``{seed}`` is replaced by the cell's seed."""
     patience: int | None = 20
     """Early stopping on validation MAE; ``None`` disables it."""
     seed: int = 0

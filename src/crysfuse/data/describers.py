@@ -196,6 +196,34 @@ class RobocrysFastDescriber(RobocrysDescriber):
         super().__init__(mineral_matching=mineral_matching)
 
 
+@DESCRIBERS.register("composition")
+class CompositionDescriber:
+    """Composition only, no structure: formula, elements by name and their atom fractions. The control text of
+    the fusion study (docs/results.md): what a text model can learn from the chemistry alone, ≈ 20 words.
+
+    Example: ``"The compound Ga2O3 contains two elements: oxygen (O, 60% of the atoms) and gallium (Ga, 40% of the atoms)."``
+    """
+
+    name = "composition"
+    version = "fmt=1"
+
+    def describe(self, structure: Structure) -> str:
+        """The composition sentence of one structure (only its species and their amounts are read)."""
+        composition = structure.composition
+        if not composition.elements:
+            raise DescriberError("the structure has no atoms")
+        fractions = composition.fractional_composition
+        parts = [f"{getattr(e, 'long_name', str(e)).lower()} ({e}, {round(100 * fractions[e])}% of the atoms)"
+                 for e in sorted(composition.elements, key=lambda e: (-fractions[e], str(e)))]
+        count = len(parts)
+        listed = parts[0] if count == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+        noun = "one element" if count == 1 else f"{_NUMBER_WORDS.get(count, str(count))} elements"
+        return f"The compound {composition.reduced_formula} contains {noun}: {listed}."
+
+
+_NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine"}
+
+
 # --------------------------------------------------------------------------------------------- cleaning
 
 _NP_REPR_RE = re.compile(

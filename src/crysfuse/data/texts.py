@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from crysfuse.config import Config
 from crysfuse.data.describe import describe_many
 from crysfuse.data.records import StructureRecord
@@ -46,7 +48,8 @@ def join_texts(records: Sequence[StructureRecord], config: Config) -> list[str |
 
 
 def resolve_texts(records: list[StructureRecord], config: Config, cache_dir: Path, info: TextInfo) -> list[str | None]:
-    """Text per record: :func:`join_texts`, else the configured describer (if any)."""
+    """Text per record: :func:`join_texts`, else the configured describer (if any); with ``data.shuffle_texts``
+    each record then gets another record's text (:func:`shuffled_texts`)."""
     texts = join_texts(records, config)
     todo = [i for i, t in enumerate(texts) if t is None]
     if todo and config.text.describer:
@@ -62,7 +65,22 @@ def resolve_texts(records: list[StructureRecord], config: Config, cache_dir: Pat
     if info.num_missing:
         logger.warning("%d of %d records have no text; they are encoded as empty text (all tokens masked)",
                        info.num_missing, len(texts))
+    if config.data.shuffle_texts:
+        logger.info("data.shuffle_texts: every crystal gets another crystal's description (control run)")
+        texts = shuffled_texts(texts, seed=config.data.split_seed)
     return texts
+
+
+def shuffled_texts(texts: Sequence[str | None], *, seed: int) -> list[str | None]:
+    """The texts reassigned by a seeded derangement: position ``i`` gets the text of some position ``j ≠ i``
+    (a random cyclic order, each position taking its successor's text; one text stays as it is)."""
+    if len(texts) < 2:
+        return list(texts)
+    order = np.random.default_rng(seed).permutation(len(texts))
+    result: list[str | None] = [None] * len(texts)
+    for position, donor in zip(order, np.roll(order, -1)):
+        result[int(position)] = texts[int(donor)]
+    return result
 
 
 def distinct_texts(texts: Sequence[str | None]) -> list[str]:

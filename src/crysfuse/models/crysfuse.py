@@ -254,3 +254,23 @@ def variant_parameter_counts(config: Config, *, dim_text: int) -> list[tuple[str
         rows.append((name, model.num_fusion_parameters(), model.num_parameters(), FUSION.get(name).description))
     return rows
 
+
+
+def matched_head_width(config: Config, variant: str, *, dim_text: int) -> tuple[int, int, int]:
+    """The parameter-matched ``graph_only`` control of a fusion variant: the ``model.dim_head`` at which
+    ``graph_only`` (projection head, no middle fusion, other sizes as in ``config``) has as many trainable
+    parameters as ``variant`` (frozen text encoder), so that "text helps" cannot be mere capacity.
+
+    Returns:
+        ``(dim_head, graph_only parameters at that width, variant parameters)``.
+    """
+    target = CrysFuseModel(config.replace({"fusion.name": variant, "model.head": "projection",
+                                           "text.finetune": "none"}), dim_text=dim_text).num_parameters()
+    graph_only = config.replace({"fusion.name": "graph_only", "model.head": "projection", "fusion.middle_layers": []})
+
+    def count(width: int) -> int:
+        return CrysFuseModel(graph_only.replace({"model.dim_head": width}), dim_text=0).num_parameters()
+
+    per_unit = count(2) - count(1)  # the head is Linear(P, w) → SiLU → Linear(w, 1): linear in w
+    width = max(1, round(1 + (target - count(1)) / per_unit))
+    return width, count(width), target

@@ -4,6 +4,7 @@ rejections, and the results analyses leave in it (gate statistics, robustness ro
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -125,20 +126,31 @@ def write_predictions_csv(path: Path, predictions: Predictions) -> None:
 
 
 def read_test_errors(run_dir: Path) -> dict[str, float]:
-    """Absolute test error per record id, from ``predictions_test.csv``."""
-    errors = {}
-    with open(predictions_path(run_dir, "test"), newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            errors[row["id"]] = abs(float(row["prediction"]) - float(row["target"]))
-    return errors
+    """Absolute test error per record id, from the test predictions (:func:`read_predictions`).
+
+    Raises:
+        FileNotFoundError: The run has no test predictions.
+    """
+    predictions = read_predictions(run_dir, "test")
+    if predictions is None:
+        raise FileNotFoundError(f"{predictions_path(run_dir, 'test')} (or .gz) is missing")
+    errors = np.abs(predictions.prediction - predictions.target)
+    return {record_id: float(e) for record_id, e in zip(predictions.ids, errors)}
 
 
 def read_predictions(run_dir: Path, split: str) -> Predictions | None:
-    """``predictions_<split>.csv`` as :class:`Predictions` (gates by column), or ``None`` when absent."""
+    """``predictions_<split>.csv`` as :class:`Predictions` (gates by column), or ``None`` when absent. A gzipped
+    copy (``predictions_<split>.csv.gz``, how studies commit per-crystal predictions) is read when the plain
+    file is not there."""
     path = predictions_path(run_dir, split)
-    if not path.is_file():
+    gzipped = path.with_name(path.name + ".gz")
+    if path.is_file():
+        handle = open(path, newline="", encoding="utf-8")
+    elif gzipped.is_file():
+        handle = gzip.open(gzipped, "rt", newline="", encoding="utf-8")
+    else:
         return None
-    with open(path, newline="", encoding="utf-8") as handle:
+    with handle:
         rows = list(csv.DictReader(handle))
     keys = [k for k in (rows[0] if rows else {}) if k not in ("id", "target", "prediction")]
     return Predictions(ids=[r["id"] for r in rows], target=np.array([float(r["target"]) for r in rows]),

@@ -33,6 +33,7 @@ from crysfuse.rundir.layout import TENSORBOARD_DIR
 from crysfuse.text.finetune import check_finetune
 from crysfuse.training.augment import TextCorruptionDataset, corrupted_alternatives
 from crysfuse.training.callbacks import BestWeights, EpochTimeEstimate, MetricsJsonl, ReleaseMemory
+from crysfuse.training.init_from import check_init_source, initialize_graph_side
 from crysfuse.training.module import CrysFuseLightning
 from crysfuse.training.monitor import GateMonitor
 from crysfuse.training.resume import ResumeCheckpoint, RngState, check_resume_state
@@ -98,6 +99,8 @@ def train(config: Config, *, resume: bool | None = None) -> RunResult:
         RunDirectoryError: Another process trains into the directory, or it holds a different run.
     """
     check_finetune(config.text)  # before any data is prepared
+    if config.train.init_from:
+        check_init_source(config.train.init_from)
     run_dir = Path(config.experiment.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not is_primary_process():
@@ -177,6 +180,8 @@ def _train_in_run_dir(
     data = _prepare_data(config, run_dir, primary=primary)
     model = CrysFuseModel(config, dim_text=data.prepared.text.dim_text)
     model.set_target_scaling(*target_scaling(config, item_targets(data.items["train"])))
+    if config.train.init_from and resume_from is None:  # a resumed run's checkpoint holds its weights
+        initialize_graph_side(model, config.train.init_from)
     if primary:
         rundir.write_meta(run_dir, dim_text=data.prepared.text.dim_text, encoder_id=data.prepared.text.encoder_id)
 
@@ -297,6 +302,7 @@ def _summary(config: Config, model: CrysFuseModel, data: RunData, metrics: dict[
         "target": config.data.target,
         "data": config.data.path,
         "seed": config.train.seed,
+        "init_from": config.train.init_from,
         "n_train": len(data.split.train),
         "n_val": len(data.split.val),
         "n_test": len(data.split.test),

@@ -1,0 +1,27 @@
+"""Matrix expansion: ``{out}``/``{seed}`` placeholders and two-stage cells waiting for the runs they start from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from crysfuse.analysis.matrix import _waves, load_matrix
+
+
+def test_two_stage_cells_start_from_their_own_seed_and_run_in_the_second_wave(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text(json.dumps({
+        "variants": ["graph_only", "concat"], "seeds": [0, 1],
+        "extra": {"": [], "two_stage": ["train.init_from={out}/runs/graph_only/seed{seed}"]},
+    }))
+    out = tmp_path / "out"
+    matrix = load_matrix(path, out, only=["graph_only", "concat", "concat+two_stage"])
+    two_stage = [c for c in matrix.cells if c.label == "concat+two_stage"]
+    assert [Path(c.config.train.init_from) for c in two_stage] == [out / "runs" / "graph_only" / f"seed{s}"
+                                                                   for s in (0, 1)]
+    first, later = _waves(matrix.cells, matrix.cells)
+    assert later == two_stage and all(c.config.train.init_from is None for c in first)
+    # Starting from a run outside the matrix (already finished elsewhere): no reason to wait.
+    outside = load_matrix(path, tmp_path / "other", only=["concat"],
+                          overrides=[f"train.init_from={tmp_path}/elsewhere/seed{{seed}}"])
+    assert _waves(outside.cells, outside.cells) == [outside.cells]

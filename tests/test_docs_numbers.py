@@ -1,0 +1,44 @@
+"""The numbers on the results pages are regenerated from committed files and must not drift: each table is
+recomputed by the script that made it, from the committed run directories, and compared with the committed
+JSON and with the table printed on the page.
+
+docs/parity.md (issue 18, and the parity check at the top of docs/results.md): ``scripts/run_table.py`` over
+``docs/parity/<slice>/runs`` (summary, config and metrics of every finished crysfuse run) and the reference
+ALIGNN summary ``docs/parity/reference_<target>.json``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PARITY_SLICES = [("gap", "reference_gap_pbe.json", "ablation_gap.json"),
+                 ("e_form", "reference_e_form.json", "ablation_e_form.json")]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("folder", "reference", "table"), PARITY_SLICES, ids=[s[0] for s in PARITY_SLICES])
+def test_parity_tables_regenerate_from_the_committed_runs(folder, reference, table, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)  # the committed JSON records paths relative to the repository root
+    out = tmp_path / table
+    _script("run_table").main(["--reference", f"reference=docs/parity/{reference}",
+                               "--runs-root", f"docs/parity/{folder}/runs", "--baseline", "reference",
+                               "--out", str(out)])
+    printed = capsys.readouterr().out
+    committed = json.loads((REPO / "docs" / "parity" / table).read_text(encoding="utf-8"))
+    assert json.loads(out.read_text(encoding="utf-8")) == committed, (
+        f"docs/parity/{table} is not what scripts/run_table.py makes of the committed runs; regenerate it "
+        "(docs/parity.md, 'Ablation plan') and update the page")
+    page = (REPO / "docs" / "parity.md").read_text(encoding="utf-8")
+    rows = [line for line in printed.splitlines() if line.startswith("| ") and not line.startswith("| group")]
+    assert rows and all(row in page for row in rows), "docs/parity.md does not show the regenerated table"
