@@ -25,3 +25,16 @@ def test_two_stage_cells_start_from_their_own_seed_and_run_in_the_second_wave(tm
     outside = load_matrix(path, tmp_path / "other", only=["concat"],
                           overrides=[f"train.init_from={tmp_path}/elsewhere/seed{{seed}}"])
     assert _waves(outside.cells, outside.cells) == [outside.cells]
+
+
+def test_the_files_own_row_selection_and_the_callers(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text(json.dumps({
+        "variants": ["graph_only", "quality"], "seeds": [0],
+        "extra": {"": [], "shuffled": ["data.shuffle_texts=true"], "matched": ["model.dim_head=300"]},
+        "only": ["quality", "quality+shuffled", "graph_only+matched"],
+    }))
+    labels = [c.label for c in load_matrix(path, tmp_path / "out").cells]
+    assert labels == ["graph_only+matched", "quality", "quality+shuffled"]
+    narrowed = load_matrix(path, tmp_path / "out", only=["quality+shuffled", "graph_only"]).cells
+    assert [c.label for c in narrowed] == ["quality+shuffled"] and narrowed[0].config.data.shuffle_texts

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pymatgen.core import Lattice, Structure
 
 from crysfuse.config import Config
@@ -38,3 +40,15 @@ def test_the_composition_describer_names_only_the_chemistry():
     assert describer.describe(gallia.copy().scale_lattice(200.0)) == describer.describe(gallia)
     silicon = Structure(Lattice.cubic(5.43), ["Si", "Si"], [[0, 0, 0], [0.25, 0.25, 0.25]])
     assert describer.describe(silicon) == "The compound Si contains one element: silicon (Si, 100% of the atoms)."
+
+
+def test_a_shuffled_text_file_gives_each_crystal_the_same_foreign_text_whichever_records_are_loaded(
+        nacl, tmp_path):
+    text_file = tmp_path / "texts.jsonl"
+    text_file.write_text("\n".join(json.dumps({"id": f"r{i}", "text": f"description {i}"}) for i in range(30)))
+    config = Config().replace({"text.describer": "", "data.text_file": str(text_file), "data.shuffle_texts": True})
+    records = [StructureRecord(f"r{i}", nacl) for i in range(30)]
+    everything = dict(zip((r.id for r in records), resolve_texts(records, config, tmp_path, TextInfo())))
+    assert all(text != f"description {key[1:]}" for key, text in everything.items())
+    some = records[5:12]  # e.g. a robustness evaluation that loads only the test split
+    assert resolve_texts(some, config, tmp_path, TextInfo()) == [everything[r.id] for r in some]

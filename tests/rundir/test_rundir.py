@@ -50,3 +50,30 @@ def test_robustness_and_gate_statistics_are_optional(tmp_path):
     results.mkdir()
     (results / "robustness.json").write_text(json.dumps({"rows": [{"mode": "delete", "ratio": 1.0, "mae": 2.0}]}))
     assert rundir.has_robustness(tmp_path) and rundir.read_robustness_rows(tmp_path)[0]["mae"] == 2.0
+
+
+def test_committed_gzipped_predictions_are_read_back_the_same(tmp_path):
+    """A study commits ``predictions_test.csv.gz`` (scripts/compress_predictions.py), not the plain file."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "compress_predictions", Path(__file__).parents[2] / "scripts" / "compress_predictions.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    predictions = Predictions(ids=["c", "d"], target=np.array([1.0, 2.0]), prediction=np.array([1.5, 1 / 3]),
+                              gates={"gate": np.array([0.2, 0.8])})
+    plain = rundir.predictions_path(tmp_path, "test")
+    rundir.write_predictions_csv(plain, predictions)
+    rundir.write_summary(tmp_path, {"val_mae": 0.1, "seed": 0})
+    script.main([str(tmp_path)])
+    packed = plain.with_name(plain.name + ".gz")
+    first = packed.read_bytes()
+    assert not script.compress(plain) and packed.read_bytes() == first  # unchanged content: left alone
+    plain.unlink()
+    back = rundir.read_predictions(tmp_path, "test")
+    assert back.ids == ["c", "d"] and np.array_equal(back.prediction, predictions.prediction)
+    assert np.array_equal(back.gates["gate"], predictions.gates["gate"])
+    assert rundir.read_test_errors(tmp_path) == {"c": 0.5, "d": 2 - 1 / 3}
+    packed.unlink()
+    assert rundir.read_predictions(tmp_path, "test") is None

@@ -13,6 +13,7 @@ Matrix file (YAML)::
       nomiddle: []
       middle: ["fusion.middle_layers=[2]"]
       two_stage: ["train.init_from={out}/runs/graph_only/seed{seed}"]  # the matrix's --out, the cell's seed
+    only: [graph_only, simplified+middle]   # optional: keep only these variant+extra labels
     robustness:                     # optional: evaluated after each cell is trained
       strategies: [random_word]
       modes: [delete, mask]
@@ -40,7 +41,7 @@ from crysfuse.rundir import has_robustness, has_summary, is_finished, robustness
 
 logger = logging.getLogger(__name__)
 
-MATRIX_KEYS = {"base", "set", "variants", "seeds", "extra", "robustness", "baseline"}
+MATRIX_KEYS = {"base", "set", "variants", "seeds", "extra", "only", "robustness", "baseline"}
 MATRIX_JSON = "matrix.json"
 
 
@@ -81,7 +82,8 @@ def load_matrix(path: str | Path, out: str | Path, *, overrides: list[str] | Non
     """Read a matrix file and expand it into cells whose run directories live under ``out/runs``.
 
     ``overrides`` (``section.key=value``) apply to every cell after the matrix's own settings (e.g. a short
-    smoke run of a big matrix); ``only`` keeps the rows with these labels; ``seeds`` replaces the matrix's.
+    smoke run of a big matrix); ``only`` keeps the rows with these labels (within the file's own ``only``);
+    ``seeds`` replaces the matrix's.
     """
     path = Path(path)
     spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -99,6 +101,9 @@ def load_matrix(path: str | Path, out: str | Path, *, overrides: list[str] | Non
     variants = [str(v) for v in spec.get("variants") or [base_config.fusion.name]]
     seeds = [int(s) for s in seeds or spec.get("seeds") or [base_config.train.seed]]
     extra = spec.get("extra") or {"": []}
+    if spec.get("only"):  # the file's own row selection, narrowed further by the caller's
+        listed = [str(label) for label in spec["only"]]
+        only = listed if only is None else [label for label in only if label in listed]
     cells = []
     for variant in variants:
         for extra_name, extra_overrides in extra.items():

@@ -68,9 +68,10 @@ class DataConfig:
     """``none``, ``log1p`` (``log(1 + y)``, targets must be > -1, e.g. band gaps) or ``asinh``: the model
     learns the transformed target; predictions and every reported metric are in original units."""
     shuffle_texts: bool = False
-    """Control experiment: every crystal gets another crystal's description (a fixed derangement of the texts
-    of the records the run loads, seeded by ``split_seed``). Text that then still helps is capacity, not
-    information (docs/results.md, controls)."""
+    """Control experiment: every crystal gets another crystal's description, by a fixed derangement seeded by
+    ``split_seed`` — of all the ids of ``text_file`` when one is given (the same assignment in training and in
+    every later evaluation), else of the texts of the records loaded. Text that then still helps is capacity,
+    not information (docs/results.md, controls)."""
 
     def __post_init__(self) -> None:
         check_choice("data.target_transform", self.target_transform, TARGET_TRANSFORMS)

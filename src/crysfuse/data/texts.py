@@ -39,17 +39,23 @@ class TextInfo:
 
 
 def join_texts(records: Sequence[StructureRecord], config: Config) -> list[str | None]:
-    """Text per record: the record's own, else the one ``data.text_file`` holds for its id (else ``None``)."""
+    """Text per record: the record's own, else the one ``data.text_file`` holds for its id (else ``None``).
+    With ``data.shuffle_texts`` the file's texts are first reassigned among all of its ids
+    (:func:`shuffled_texts`), so training and every later evaluation see the same shuffled assignment."""
     texts: list[str | None] = [r.text for r in records]
     if config.data.text_file:
         joined = read_text_file(config.data.text_file)
+        if config.data.shuffle_texts:  # over the whole file: the same assignment whichever records are loaded
+            ids = sorted(joined)
+            joined = dict(zip(ids, shuffled_texts([joined[i] for i in ids], seed=config.data.split_seed)))
         texts = [t if t is not None else joined.get(r.id) for t, r in zip(texts, records)]
     return texts
 
 
 def resolve_texts(records: list[StructureRecord], config: Config, cache_dir: Path, info: TextInfo) -> list[str | None]:
-    """Text per record: :func:`join_texts`, else the configured describer (if any); with ``data.shuffle_texts``
-    each record then gets another record's text (:func:`shuffled_texts`)."""
+    """Text per record: :func:`join_texts`, else the configured describer (if any). With ``data.shuffle_texts``
+    and no ``data.text_file``, the texts are then reassigned among the records given (:func:`shuffled_texts`;
+    this assignment depends on which records are loaded — a text file's does not)."""
     texts = join_texts(records, config)
     todo = [i for i, t in enumerate(texts) if t is None]
     if todo and config.text.describer:
@@ -65,9 +71,10 @@ def resolve_texts(records: list[StructureRecord], config: Config, cache_dir: Pat
     if info.num_missing:
         logger.warning("%d of %d records have no text; they are encoded as empty text (all tokens masked)",
                        info.num_missing, len(texts))
+    if config.data.shuffle_texts and not config.data.text_file:  # a text file was shuffled by join_texts
+        texts = shuffled_texts(texts, seed=config.data.split_seed)
     if config.data.shuffle_texts:
         logger.info("data.shuffle_texts: every crystal gets another crystal's description (control run)")
-        texts = shuffled_texts(texts, seed=config.data.split_seed)
     return texts
 
 
