@@ -4,7 +4,7 @@ JSON and with the table printed on the page.
 
 docs/parity.md (issue 18, and the parity check at the top of docs/results.md): ``scripts/run_table.py`` over
 ``docs/parity/<slice>/runs`` (summary, config and metrics of every finished crysfuse run) and the reference
-ALIGNN summary ``docs/parity/reference_<target>.json``.
+ALIGNN summary ``docs/parity/reference_<target>.json``; docs/results.md opens with the same numbers.
 """
 
 from __future__ import annotations
@@ -42,3 +42,18 @@ def test_parity_tables_regenerate_from_the_committed_runs(folder, reference, tab
     page = (REPO / "docs" / "parity.md").read_text(encoding="utf-8")
     rows = [line for line in printed.splitlines() if line.startswith("| ") and not line.startswith("| group")]
     assert rows and all(row in page for row in rows), "docs/parity.md does not show the regenerated table"
+
+
+def _parity_cell(stats: dict) -> str:
+    return f"{stats['test_mae_mean']:.4f} ± {stats['test_mae_std']:.4f} ({stats['n']} seeds)"
+
+
+def test_the_parity_check_on_the_results_page_is_the_committed_parity_table():
+    """docs/results.md opens with the parity check: its numbers are docs/parity/ablation_<slice>.json's."""
+    page = (REPO / "docs" / "results.md").read_text(encoding="utf-8")
+    for folder, _, table in PARITY_SLICES:
+        groups = json.loads((REPO / "docs" / "parity" / table).read_text(encoding="utf-8"))
+        reference, crysfuse = groups["reference"]["stats"], groups["graph_only"]["stats"]
+        change = 100.0 * (crysfuse["test_mae_mean"] - reference["test_mae_mean"]) / reference["test_mae_mean"]
+        row = f"| {_parity_cell(reference)} | {_parity_cell(crysfuse)} | {change:+.1f} % |".replace("-", "−")
+        assert row in page.replace("-", "−"), f"docs/results.md: the {folder} parity row should end with {row}"
