@@ -136,6 +136,23 @@ def test_standalone_monitor_writes_events_statistics_and_plots(tmp_path, caplog)
     assert "gate/warmup_factor" in scalars and "gate/effective_mean_mean" not in scalars
     assert {"gate/effective", "gate/gate"} <= set(events.Tags()["histograms"])
     assert [e.step for e in events.Scalars("gate/effective_mean")] == [1, 3, 5, 7]
+    # the plot's bands: quantiles of each log point's samples, ordered and inside the samples' range
+    history = monitor.history["effective"]
+    assert all(len(history[q]) == 4 for q in ("q05", "q25", "q50", "q75", "q95"))
+    for i in range(4):
+        band = [history[k][i] for k in ("min", "q05", "q25", "q50", "q75", "q95", "max")]
+        assert band == sorted(band) and 0.0 <= band[0] and band[-1] <= 1.0
+
+
+def test_the_plot_of_a_state_saved_before_quantiles_were_kept(tmp_path):
+    rng = np.random.default_rng(3)
+    monitor = GateMonitor(out_dir=tmp_path, config=MonitorConfig(log_interval=1))
+    _run(monitor, [_healthy(rng) for _ in range(3)], epoch_every=3)
+    for history in monitor.history.values():  # as resumed from a checkpoint of an older version
+        for q in ("q05", "q25", "q50", "q75", "q95"):
+            del history[q]
+    monitor.finish()
+    assert (tmp_path / "gate_plots.png").stat().st_size > 5000
 
 
 def test_state_survives_a_weights_only_checkpoint(tmp_path):

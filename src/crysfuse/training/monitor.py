@@ -26,7 +26,7 @@ import numpy as np
 from crysfuse.config import MonitorConfig
 from crysfuse.io import write_json_atomic
 from crysfuse.rundir.layout import GATE_PLOTS_FILE, GATE_STATISTICS_FILE
-from crysfuse.training.gate_distribution import describe, target_classes
+from crysfuse.training.gate_distribution import describe, quantiles, target_classes
 from crysfuse.training.gate_rules import (
     INFORMATIONAL_RULES,
     MIN_CLEAN_SAMPLES,
@@ -157,13 +157,16 @@ class GateMonitor(L.Callback):
     def _log_point(self) -> None:
         """One trajectory point per gate (statistics of the samples since the previous point)."""
         for key, arrays in self._log_window.items():
-            stats = summarize(np.concatenate(arrays))
+            values = np.concatenate(arrays)
+            stats = summarize(values)
             history = self.history.setdefault(key, {"step": [], "mean": [], "std": [], "min": [], "max": []})
             history["step"].append(self.step)
             for name in ("mean", "std", "min", "max"):
                 history[name].append(stats[name])
                 if self.writer is not None:
                     self.writer.add_scalar(f"gate/{key}_{name}", stats[name], self.step)
+            for name, value in quantiles(values).items():  # the plot's bands (absent in states before issue 19)
+                history.setdefault(name, []).append(value)
         self._log_window, self._steps_since_log = {}, 0
 
     def check(self) -> list[GateWarning]:
@@ -351,7 +354,9 @@ def _per_sample(values: Any, size: int, fill: float) -> np.ndarray:
 
 
 def plot_trajectories(monitor: GateMonitor) -> Any:
-    """One panel per gate (mean, ±std band, min–max range, threshold lines, warnings), plus the scalars."""
+    """One panel per gate (mean; bands between the 5 and 95 % and the 25 and 75 % quantiles of the samples of
+    each log point, inside the min–max range and so inside a gate's [0, 1]; threshold lines, warnings), plus
+    the scalars."""
     from crysfuse.figures import plt  # deferred: see GateMonitor.finish
 
     keys = sorted(monitor.history)
@@ -364,9 +369,14 @@ def plot_trajectories(monitor: GateMonitor) -> Any:
         return figure
     for axis, key in zip(axes, keys):
         h = {name: np.asarray(v, dtype=float) for name, v in monitor.history[key].items()}
-        axis.fill_between(h["step"], h["min"], h["max"], color="tab:blue", alpha=0.12, label="min–max")
-        axis.fill_between(h["step"], h["mean"] - h["std"], h["mean"] + h["std"], color="tab:blue", alpha=0.25,
-                          label="±std")
+        axis.fill_between(h["step"], h["min"], h["max"], color="tab:blue", alpha=0.10, label="min–max")
+        if all(len(h.get(q, ())) == len(h["step"]) for q in ("q05", "q25", "q75", "q95")):
+            axis.fill_between(h["step"], h["q05"], h["q95"], color="tab:blue", alpha=0.18, label="5–95 %")
+            axis.fill_between(h["step"], h["q25"], h["q75"], color="tab:blue", alpha=0.30, label="25–75 %")
+        else:  # a state saved before quantiles were kept: ±std, cut to the range the samples span
+            axis.fill_between(h["step"], np.maximum(h["mean"] - h["std"], h["min"]),
+                              np.minimum(h["mean"] + h["std"], h["max"]), color="tab:blue", alpha=0.25,
+                              label="±std")
         axis.plot(h["step"], h["mean"], color="tab:blue", marker="." if len(h["step"]) < 50 else None,
                   label="mean")
         for value, label in threshold_lines(key, monitor.config):
