@@ -298,7 +298,8 @@ def comparison_markdown(rows: list[dict[str, Any]], baseline: str) -> str:
         f"Δ: test MAE minus the paired `{escape_markdown(baseline)}` run (same seed); p (seeds): paired t-test "
         "over seeds; Holm: the same p-values adjusted for comparing every variant with the baseline "
         "(significant at 5 % after correction when below 0.05); bootstrap: the mean per-test-record error "
-        f"difference with seeds and test records both resampled, {BOOTSTRAP_SAMPLES} times. Negative Δ is better. MAE, text deleted: the robustness evaluation with "
+        f"difference with seeds and test records both resampled, {BOOTSTRAP_SAMPLES} times. Negative Δ is better. "
+        "MAE, text deleted: the robustness evaluation with "
         "every word deleted, next to the clean MAE on the same records (robustness may use part of the split).\n"
     )
     return "\n".join(lines) + "\n" + notes + _uncertainty_markdown(rows)

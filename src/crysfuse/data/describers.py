@@ -201,7 +201,8 @@ class CompositionDescriber:
     """Composition only, no structure: formula, elements by name and their atom fractions. The control text of
     the fusion study (docs/results.md): what a text model can learn from the chemistry alone, ≈ 20 words.
 
-    Example: ``"The compound Ga2O3 contains two elements: oxygen (O, 60% of the atoms) and gallium (Ga, 40% of the atoms)."``
+    Example: ``"The compound Ga2O3 contains two elements: oxygen (O, 60% of the atoms) and gallium (Ga, 40% of
+    the atoms)."``
     """
 
     name = "composition"
