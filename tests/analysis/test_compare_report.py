@@ -298,6 +298,38 @@ def test_the_bootstrap_resamples_seeds_as_well_as_records():
     assert single.mean() == pytest.approx(1.0, abs=0.02) and 0 < single.std() < 0.2
 
 
+def test_the_two_way_bootstrap_has_the_variance_of_both_sources():
+    """For differences a[seed] + b[record], resampling both gives var(a)/S + var(b)/N (population variances)."""
+    import numpy as np
+
+    from crysfuse.analysis.comparison import bootstrap_seeds_and_records
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 0.02, 5), rng.normal(0, 0.3, 400)
+    draws = bootstrap_seeds_and_records(a[:, None] + b[None, :], samples=6000, seed=2)
+    expected = a.var() / a.size + b.var() / b.size
+    assert draws.var() == pytest.approx(expected, rel=0.12)
+    assert draws.mean() == pytest.approx(a.mean() + b.mean(), abs=3 * expected ** 0.5 / 6000 ** 0.5 + 1e-4)
+
+
+def test_a_diverged_runs_nan_errors_do_not_make_the_bootstrap_significant(tmp_path):
+    import numpy as np
+
+    from crysfuse.analysis.comparison import RunInfo, paired_test
+
+    def run(seed, errors):
+        return RunInfo(run_dir=tmp_path, label="x", seed=seed, summary={"test_mae": float(np.nanmean(errors))},
+                       test_errors={f"c{i}": e for i, e in enumerate(errors)})
+
+    rng = np.random.default_rng(1)
+    base = [run(s, list(rng.uniform(0, 1, 50))) for s in (0, 1)]
+    other = [run(s, list(rng.uniform(0, 1, 50))) for s in (0, 1)]
+    other[1].test_errors["c7"] = float("nan")
+    result = paired_test(other, base)
+    assert result["n_test_records"] == 49 and all(np.isfinite(result["bootstrap_ci"]))
+    assert 2 / 2001 <= result["p_bootstrap"] <= 1
+
+
 def test_report_numbers_are_rounded_to_what_they_mean():
     from crysfuse.analysis.report import rounded, table
 

@@ -38,3 +38,31 @@ def test_the_files_own_row_selection_and_the_callers(tmp_path):
     assert labels == ["graph_only+matched", "quality", "quality+shuffled"]
     narrowed = load_matrix(path, tmp_path / "out", only=["quality+shuffled", "graph_only"]).cells
     assert [c.label for c in narrowed] == ["quality+shuffled"] and narrowed[0].config.data.shuffle_texts
+
+
+def test_a_bad_row_selection_is_refused_with_the_rows_there_are(tmp_path):
+    import pytest
+
+    from crysfuse.config import ConfigError
+
+    path = tmp_path / "m.yaml"
+    spec = {"variants": ["graph_only", "quality"], "extra": {"": [], "shuffled": ["data.shuffle_texts=true"]}}
+    for only, message in (("quality", "is a list"), (["quality+shufled"], "no variant × extra makes")):
+        path.write_text(json.dumps({**spec, "only": only}))
+        with pytest.raises(ConfigError, match=message):
+            load_matrix(path, tmp_path / "out")
+    path.write_text(json.dumps({**spec, "only": ["quality"]}))
+    with pytest.raises(ConfigError, match=r"none of \['graph_only'\]"):
+        load_matrix(path, tmp_path / "out", only=["graph_only"])
+
+
+def test_a_two_stage_cell_whose_source_failed_is_skipped(tmp_path):
+    from crysfuse.analysis.matrix import _source_failed
+
+    path = tmp_path / "m.yaml"
+    path.write_text(json.dumps({"variants": ["graph_only", "concat"], "seeds": [0],
+                                "extra": {"": [], "two_stage": ["train.init_from={out}/runs/graph_only/seed{seed}"]},
+                                "only": ["graph_only", "concat+two_stage"]}))
+    graph_only, two_stage = load_matrix(path, tmp_path / "out").cells
+    assert _source_failed(two_stage, [str(graph_only.run_dir)]) and not _source_failed(two_stage, [])
+    assert not _source_failed(graph_only, [str(graph_only.run_dir)])

@@ -52,3 +52,25 @@ def test_a_shuffled_text_file_gives_each_crystal_the_same_foreign_text_whichever
     assert all(text != f"description {key[1:]}" for key, text in everything.items())
     some = records[5:12]  # e.g. a robustness evaluation that loads only the test split
     assert resolve_texts(some, config, tmp_path, TextInfo()) == [everything[r.id] for r in some]
+
+
+def test_texts_from_outside_the_shuffled_file_are_shuffled_too(nacl, tmp_path):
+    """Records with their own text, or whose id the file lacks, must not keep their true text in the control."""
+    text_file = tmp_path / "texts.jsonl"
+    text_file.write_text("\n".join(json.dumps({"id": f"r{i}", "text": f"file {i}"}) for i in range(10)))
+    config = Config().replace({"text.describer": "", "data.text_file": str(text_file), "data.shuffle_texts": True})
+    records = [StructureRecord(f"r{i}", nacl, text=f"own {i}" if i in (2, 3) else None) for i in range(10)]
+    records += [StructureRecord(f"x{i}", nacl, text=f"own x{i}") for i in range(3)]  # not in the file
+    truth = [r.text or f"file {r.id[1:]}" for r in records]
+    shuffled = resolve_texts(records, config, tmp_path, TextInfo())
+    assert all(a != b for a, b in zip(truth, shuffled))
+    assert sorted(t for t in shuffled if t.startswith("own")) == ["own 2", "own 3", "own x0", "own x1", "own x2"]
+
+
+def test_the_composition_text_of_a_decorated_structure_with_a_trace():
+    describer = DESCRIBERS.get("composition")()
+    species = ["Fe"] * 3 + ["O"] * 196 + ["Ni"]  # 0.5 % nickel
+    structure = Structure(Lattice.cubic(20.0), species, [[i / 200, 0, 0] for i in range(200)])
+    structure.add_oxidation_state_by_element({"Fe": 3, "O": -2, "Ni": 2})
+    text = describer.describe(structure)
+    assert "O2-" not in text and "oxygen (O, 98% of the atoms)" in text and "nickel (Ni, <1% of the atoms)" in text

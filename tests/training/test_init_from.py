@@ -10,7 +10,7 @@ import torch
 from crysfuse.config import ConfigError
 from crysfuse.models.crysfuse import CrysFuseModel
 from crysfuse.rundir import load_run
-from crysfuse.training.init_from import initialize_graph_side
+from crysfuse.training.init_from import check_init_source, initialize_graph_side
 from tests.helpers import DIM_TEXT, tiny_config
 
 
@@ -46,3 +46,16 @@ def test_a_two_stage_run_trains_end_to_end(train_tiny):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["init_from"] == str(source)
     assert summary["test_mae"] > 0
+
+
+def test_the_source_is_checked_before_any_data_is_prepared(train_tiny, tmp_path):
+    source = train_tiny("graph_only")
+    assert check_init_source(source, fusion="concat") == source
+    with pytest.raises(ConfigError, match="no graph encoder"):
+        check_init_source(source, fusion="text_only")
+    stripped = tmp_path / "committed"  # a committed study run: everything but the weights
+    stripped.mkdir()
+    for name in ("summary.json", "status.json", "config.json", "meta.json"):
+        (stripped / name).write_bytes((source / name).read_bytes())
+    with pytest.raises(ConfigError, match="has no weights"):
+        check_init_source(stripped)

@@ -24,9 +24,10 @@ from crysfuse.analysis.plots import (
     plot_robustness_overlay,
     spread_calibration,
 )
+from crysfuse.config import ConfigError
 from crysfuse.figures import save_figure
-from crysfuse.training.gate_distribution import target_classes
 from crysfuse.io import write_csv_atomic, write_json_atomic, write_text_atomic
+from crysfuse.training.gate_distribution import target_classes
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +74,16 @@ def run_label(config: dict[str, Any]) -> str:
 
 
 def read_run(run_dir: str | Path) -> RunInfo:
-    """Load the summary, per-sample test errors and robustness results of a finished run."""
+    """Load the summary, per-sample test errors (and per-class MAE) and robustness results of a finished run."""
     run_dir = Path(run_dir)
     summary = rundir.read_summary(run_dir)
+    predictions = rundir.read_predictions(run_dir, "test")
+    if predictions is None:
+        raise FileNotFoundError(f"{rundir.predictions_path(run_dir, 'test')} (or .gz) is missing")
+    errors = np.abs(predictions.prediction - predictions.target)
     info = RunInfo(run_dir=run_dir, label=run_label(rundir.read_config_dict(run_dir)), seed=int(summary["seed"]),
-                   summary=summary, test_errors=rundir.read_test_errors(run_dir), class_mae=_class_mae(run_dir))
+                   summary=summary, test_errors={i: float(e) for i, e in zip(predictions.ids, errors)},
+                   class_mae=_class_mae(run_dir, predictions.target, errors))
     robustness = rundir.read_robustness_rows(run_dir)
     if robustness is not None:
         info.robustness = robustness
@@ -88,16 +94,18 @@ def read_run(run_dir: str | Path) -> RunInfo:
     return info
 
 
-def _class_mae(run_dir: Path) -> dict[str, float]:
-    """Test MAE per class of the run's class rule (``monitor.classes``; none for targets without classes)."""
-    config, predictions = rundir.saved_config(run_dir), rundir.read_predictions(run_dir, "test")
-    if config is None or predictions is None:
+def _class_mae(run_dir: Path, targets: np.ndarray, errors: np.ndarray) -> dict[str, float]:
+    """Test MAE per class of the run's class rule (``monitor.classes``; none for targets without classes, or
+    when the run's config cannot be read by this version)."""
+    try:
+        config = rundir.saved_config(run_dir)
+    except ConfigError as err:
+        logger.warning("%s: no MAE per class (its config.json does not load: %s)", run_dir, err)
         return {}
-    classes = target_classes(predictions.target, config.data.target, config.monitor)
+    classes = target_classes(targets, config.data.target, config.monitor) if config is not None else None
     if classes is None:
         return {}
-    errors = np.abs(predictions.prediction - predictions.target)
-    return {name: float(errors[classes.labels == k].mean())
+    return {name: float(np.nanmean(errors[classes.labels == k]))
             for k, name in enumerate(classes.names) if (classes.labels == k).any()}
 
 
@@ -112,9 +120,12 @@ def _mean_std(values: list[float]) -> tuple[float, float | None]:
 def paired_test(runs: list[RunInfo], baseline: list[RunInfo], *, seed: int = 0) -> dict[str, Any]:
     """Compare test MAE with the baseline, paired by seed and by test record.
 
-    Returns the mean difference over shared seeds with a paired t-test p-value (≥ 2 seeds), and a bootstrap
-    over test records of the per-record error difference (averaged over shared seeds): 95 % interval and
-    two-sided p-value. Negative differences mean better than the baseline.
+    Returns the mean difference over shared seeds with a paired t-test p-value (≥ 2 seeds), and a two-way
+    bootstrap of the mean per-record error difference (:func:`bootstrap_seeds_and_records`, over the test
+    records whose errors are finite in every pair): an approximate 95 % percentile interval and a two-sided
+    bootstrap p-value (the share of draws on the other side of zero, doubled, never below ``2 / (B + 1)``).
+    The seed-level t-test (and its Holm adjustment) is the decision; the bootstrap shows the size and spread.
+    Negative differences mean better than the baseline.
     """
     by_seed = {r.seed: r for r in baseline}
     pairs = [(r, by_seed[r.seed]) for r in runs if r.seed in by_seed]
@@ -127,21 +138,24 @@ def paired_test(runs: list[RunInfo], baseline: list[RunInfo], *, seed: int = 0) 
         statistic = ttest_rel([a.summary["test_mae"] for a, _ in pairs], [b.summary["test_mae"] for _, b in pairs])
         result["p_seeds"] = float(statistic.pvalue) if math.isfinite(statistic.pvalue) else None
     ids = sorted(set.intersection(*(set(a.test_errors) & set(b.test_errors) for a, b in pairs)))
-    if ids:
-        per_run = np.array([[a.test_errors[i] - b.test_errors[i] for i in ids] for a, b in pairs])
-        draws = bootstrap_seeds_and_records(per_run, seed=seed)
+    per_run = np.array([[a.test_errors[i] - b.test_errors[i] for i in ids] for a, b in pairs]).reshape(len(pairs), -1)
+    finite = np.isfinite(per_run).all(axis=0)  # a diverged run's NaN errors would turn every draw into NaN
+    if finite.any():
+        draws = bootstrap_seeds_and_records(per_run[:, finite], seed=seed)
         result["bootstrap_ci"] = [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
-        result["p_bootstrap"] = float(min(1.0, 2 * min((draws <= 0).mean(), (draws >= 0).mean())))
-        result["n_test_records"] = len(ids)
+        tail = min((draws <= 0).sum(), (draws >= 0).sum())
+        result["p_bootstrap"] = float(min(1.0, 2 * (tail + 1) / (draws.size + 1)))
+        result["n_test_records"] = int(finite.sum())
     return result
 
 
 def bootstrap_seeds_and_records(differences: np.ndarray, *, samples: int = BOOTSTRAP_SAMPLES,
                                 seed: int = 0) -> np.ndarray:
     """Bootstrap distribution of the mean of a ``[seeds, records]`` matrix of paired error differences,
-    resampling seed pairs and test records independently, both with replacement (a two-way bootstrap: the
-    interval covers both the training noise between seeds and the sampling of the test set). With one seed
-    pair it is the usual bootstrap over records.
+    resampling seed pairs and test records independently, both with replacement (a two-way bootstrap: its
+    spread includes the training noise between seeds as well as the sampling of the test set). With one seed
+    pair it is the usual bootstrap over records. With few seeds the seed part is approximate (resampling 3–5
+    values underestimates their variance by (S − 1) / S), hence the t-test over seeds for decisions.
 
     Returns:
         ``[samples]`` bootstrap means.
@@ -336,6 +350,8 @@ def write_comparison(out: Path, runs: list[RunInfo], baseline: str) -> list[dict
     save_figure(plot_mae_bars(rows), out / COMPARISON_MAE_PNG)
     if any(row.get(f"vs_{baseline}_delta_test_mae") is not None for row in rows):
         save_figure(plot_paired_differences(rows, baseline), out / COMPARISON_FOREST_PNG)
+    else:  # no paired difference this time: an older figure would be shown by crysfuse report
+        (out / COMPARISON_FOREST_PNG).unlink(missing_ok=True)
     if any(r.robustness for r in runs):
         curves = robustness_summary(runs)
         _write_table(out / COMPARISON_ROBUSTNESS_CSV, curves)

@@ -101,9 +101,18 @@ def load_matrix(path: str | Path, out: str | Path, *, overrides: list[str] | Non
     variants = [str(v) for v in spec.get("variants") or [base_config.fusion.name]]
     seeds = [int(s) for s in seeds or spec.get("seeds") or [base_config.train.seed]]
     extra = spec.get("extra") or {"": []}
-    if spec.get("only"):  # the file's own row selection, narrowed further by the caller's
+    labels = [f"{v}+{e}" if e else v for v in variants for e in extra]
+    if spec.get("only") is not None:  # the file's own row selection, narrowed further by the caller's
+        if not isinstance(spec["only"], list):
+            raise ConfigError(f"{path}: 'only' is a list of labels, got {spec['only']!r}")
         listed = [str(label) for label in spec["only"]]
-        only = listed if only is None else [label for label in only if label in listed]
+        unknown = [label for label in listed if label not in labels]
+        if unknown:
+            raise ConfigError(f"{path}: 'only' names rows that no variant × extra makes: {unknown}; rows: {labels}")
+        asked = only
+        only = listed if asked is None else [label for label in asked if label in listed]
+        if not only:
+            raise ConfigError(f"{path}: none of {asked} is among the file's rows {listed}")
     cells = []
     for variant in variants:
         for extra_name, extra_overrides in extra.items():
@@ -132,7 +141,8 @@ def _fill_placeholders(override: str, *, out: str | Path, seed: int) -> str:
 
 def _waves(todo: list[Cell], cells: list[Cell]) -> list[list[Cell]]:
     """``todo`` in two waves: first the cells that start from scratch, then those whose ``train.init_from`` is
-    another cell of the matrix (two-stage training waits for the run it starts from)."""
+    another cell of the matrix (two-stage training waits for the run it starts from; a two-stage cell that
+    starts from another two-stage cell is not supported)."""
     run_dirs = {c.run_dir.resolve() for c in cells}
     later = [c for c in todo if c.config.train.init_from and Path(c.config.train.init_from).resolve() in run_dirs]
     first = [c for c in todo if c not in later]
@@ -181,9 +191,21 @@ def run_matrix(matrix: Matrix, *, jobs: int = 1) -> dict[str, Any]:
     failed: list[str] = []
     with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
         for wave in _waves(todo, matrix.cells):
-            for cell, code in pool.map(lambda c: _run_cell(c, matrix.robustness), wave):
+            runnable = [c for c in wave if not _source_failed(c, failed)]
+            for cell in wave:
+                if cell not in runnable:
+                    logger.error("cell %s seed %d skipped: the run it starts from (%s) failed", cell.label,
+                                 cell.seed, cell.config.train.init_from)
+                    failed.append(str(cell.run_dir))
+            for cell, code in pool.map(lambda c: _run_cell(c, matrix.robustness), runnable):
                 _log_cell_outcome(cell, code, failed)
     return {"cells": len(matrix.cells), "skipped": skipped, "ran": len(todo) - len(failed), "failed": failed}
+
+
+def _source_failed(cell: Cell, failed: list[str]) -> bool:
+    """Whether ``cell`` starts from (``train.init_from``) a run directory that failed in this matrix run."""
+    source = cell.config.train.init_from
+    return bool(source) and Path(source).resolve() in {Path(f).resolve() for f in failed}
 
 
 def _log_cell_outcome(cell: Cell, code: int, failed: list[str]) -> None:

@@ -68,10 +68,10 @@ class DataConfig:
     """``none``, ``log1p`` (``log(1 + y)``, targets must be > -1, e.g. band gaps) or ``asinh``: the model
     learns the transformed target; predictions and every reported metric are in original units."""
     shuffle_texts: bool = False
-    """Control experiment: every crystal gets another crystal's description, by a fixed derangement seeded by
-    ``split_seed`` — of all the ids of ``text_file`` when one is given (the same assignment in training and in
-    every later evaluation), else of the texts of the records loaded. Text that then still helps is capacity,
-    not information (docs/results.md, controls)."""
+    """Control experiment: every crystal gets another crystal's description, by fixed derangements seeded by
+    ``split_seed``: the texts of ``text_file`` among all of its ids (the same assignment in training and in
+    every later evaluation), the other texts (the records' own, described ones) among the records loaded. Text
+    that then still helps is capacity, not information (docs/results.md, controls)."""
 
     def __post_init__(self) -> None:
         check_choice("data.target_transform", self.target_transform, TARGET_TRANSFORMS)
@@ -251,7 +251,8 @@ class TrainConfig:
     init_from: str | None = None
     """Two-stage training: start the graph side (``encoder.*`` and ``graph_projection.*``) from the weights of
     this finished run directory (e.g. a ``graph_only`` run with the same ``model`` section); everything else
-    starts fresh. In a comparison matrix ``{seed}`` is replaced by the cell's seed."""
+    starts fresh. In a comparison matrix ``{out}`` is replaced by the matrix's output folder and ``{seed}`` by
+    the cell's seed."""
     patience: int | None = 20
     """Early stopping on validation MAE; ``None`` disables it."""
     seed: int = 0

@@ -210,16 +210,22 @@ class CompositionDescriber:
 
     def describe(self, structure: Structure) -> str:
         """The composition sentence of one structure (only its species and their amounts are read)."""
-        composition = structure.composition
+        composition = structure.composition.element_composition  # oxidation states dropped: "O", not "O2-"
         if not composition.elements:
             raise DescriberError("the structure has no atoms")
         fractions = composition.fractional_composition
-        parts = [f"{getattr(e, 'long_name', str(e)).lower()} ({e}, {round(100 * fractions[e])}% of the atoms)"
+        parts = [f"{e.long_name.lower()} ({e}, {_percent(fractions[e])} of the atoms)"
                  for e in sorted(composition.elements, key=lambda e: (-fractions[e], str(e)))]
         count = len(parts)
         listed = parts[0] if count == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
         noun = "one element" if count == 1 else f"{_NUMBER_WORDS.get(count, str(count))} elements"
         return f"The compound {composition.reduced_formula} contains {noun}: {listed}."
+
+
+def _percent(fraction: float) -> str:
+    """``"40%"``; ``"<1%"`` for a trace that would round to 0."""
+    percent = round(100 * fraction)
+    return f"{percent}%" if percent > 0 else "<1%"
 
 
 _NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine"}

@@ -42,21 +42,30 @@ def join_texts(records: Sequence[StructureRecord], config: Config) -> list[str |
     """Text per record: the record's own, else the one ``data.text_file`` holds for its id (else ``None``).
     With ``data.shuffle_texts`` the file's texts are first reassigned among all of its ids
     (:func:`shuffled_texts`), so training and every later evaluation see the same shuffled assignment."""
+    return _joined(records, config)[0]
+
+
+def _joined(records: Sequence[StructureRecord], config: Config) -> tuple[list[str | None], list[bool]]:
+    """:func:`join_texts` and, per record, whether its text came from ``data.text_file``."""
     texts: list[str | None] = [r.text for r in records]
+    from_file = [False] * len(texts)
     if config.data.text_file:
         joined = read_text_file(config.data.text_file)
         if config.data.shuffle_texts:  # over the whole file: the same assignment whichever records are loaded
             ids = sorted(joined)
             joined = dict(zip(ids, shuffled_texts([joined[i] for i in ids], seed=config.data.split_seed)))
-        texts = [t if t is not None else joined.get(r.id) for t, r in zip(texts, records)]
-    return texts
+        from_file = [t is None and r.id in joined for t, r in zip(texts, records)]
+        texts = [joined[r.id] if use else t for t, r, use in zip(texts, records, from_file)]
+    return texts, from_file
 
 
 def resolve_texts(records: list[StructureRecord], config: Config, cache_dir: Path, info: TextInfo) -> list[str | None]:
-    """Text per record: :func:`join_texts`, else the configured describer (if any). With ``data.shuffle_texts``
-    and no ``data.text_file``, the texts are then reassigned among the records given (:func:`shuffled_texts`;
-    this assignment depends on which records are loaded — a text file's does not)."""
-    texts = join_texts(records, config)
+    """Text per record: :func:`join_texts`, else the configured describer (if any).
+
+    With ``data.shuffle_texts``, the texts that did not come from the (already shuffled) ``data.text_file`` —
+    the records' own and the described ones — are then reassigned among their records (:func:`shuffled_texts`;
+    this part of the assignment depends on which records are loaded, the file's does not)."""
+    texts, from_file = _joined(records, config)
     todo = [i for i, t in enumerate(texts) if t is None]
     if todo and config.text.describer:
         described, failures = describe_many(
@@ -71,16 +80,20 @@ def resolve_texts(records: list[StructureRecord], config: Config, cache_dir: Pat
     if info.num_missing:
         logger.warning("%d of %d records have no text; they are encoded as empty text (all tokens masked)",
                        info.num_missing, len(texts))
-    if config.data.shuffle_texts and not config.data.text_file:  # a text file was shuffled by join_texts
-        texts = shuffled_texts(texts, seed=config.data.split_seed)
     if config.data.shuffle_texts:
-        logger.info("data.shuffle_texts: every crystal gets another crystal's description (control run)")
+        rest = [i for i, used in enumerate(from_file) if not used]
+        for i, text in zip(rest, shuffled_texts([texts[i] for i in rest], seed=config.data.split_seed)):
+            texts[i] = text
+        logger.info("data.shuffle_texts: every crystal gets another crystal's description (control run; %d texts "
+                    "from the shuffled text file, %d shuffled among the records loaded)",
+                    len(texts) - len(rest), len(rest))
     return texts
 
 
 def shuffled_texts(texts: Sequence[str | None], *, seed: int) -> list[str | None]:
-    """The texts reassigned by a seeded derangement: position ``i`` gets the text of some position ``j ≠ i``
-    (a random cyclic order, each position taking its successor's text; one text stays as it is)."""
+    """The texts reassigned by a seeded derangement of positions: a random cyclic order in which every position
+    takes its successor's text, so no position keeps its own (a duplicate text, or a missing one, can still
+    land on a position that held an identical one)."""
     if len(texts) < 2:
         return list(texts)
     order = np.random.default_rng(seed).permutation(len(texts))

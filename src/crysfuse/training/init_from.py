@@ -8,6 +8,7 @@ from pathlib import Path
 
 from crysfuse import rundir
 from crysfuse.config import ConfigError
+from crysfuse.fusion import FUSION
 from crysfuse.models.crysfuse import CrysFuseModel
 
 logger = logging.getLogger(__name__)
@@ -16,15 +17,21 @@ GRAPH_ENCODER_PREFIX = "encoder."
 GRAPH_PROJECTION_PREFIX = "graph_projection."
 
 
-def check_init_source(source: str | Path) -> Path:
-    """``source`` as a path, after checking that it is a finished run directory (before any data is prepared).
+def check_init_source(source: str | Path, *, fusion: str | None = None) -> Path:
+    """``source`` as a path, after checking that it is a finished run directory with its weights (and, given
+    ``fusion``, that this variant has a graph encoder to start), before any data is prepared.
 
     Raises:
         ConfigError: It is not.
     """
+    if fusion is not None and not FUSION.get(fusion).uses_graph:
+        raise ConfigError(f"train.init_from: fusion {fusion!r} has no graph encoder to start")
     source = Path(source)
     if not rundir.is_finished(source):
         raise ConfigError(f"train.init_from: {source} is not a finished crysfuse run directory")
+    if not rundir.weights_path(source).is_file():
+        raise ConfigError(f"train.init_from: {source} has no weights ({rundir.WEIGHTS_FILE}); a committed study "
+                          "run keeps none, so train the source run here first")
     return source
 
 

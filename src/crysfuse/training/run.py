@@ -99,14 +99,14 @@ def train(config: Config, *, resume: bool | None = None) -> RunResult:
         RunDirectoryError: Another process trains into the directory, or it holds a different run.
     """
     check_finetune(config.text)  # before any data is prepared
-    if config.train.init_from:
-        check_init_source(config.train.init_from)
     run_dir = Path(config.experiment.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not is_primary_process():
         return _train_in_run_dir(config, run_dir, resume_from=None, primary=False)
     with rundir.RunLock(run_dir):
         decision = decide_resume(run_dir, config, resume)
+        if decision is None and config.train.init_from:  # a fresh start: the source must be there now
+            check_init_source(config.train.init_from, fusion=config.fusion.name)
         if decision == "finished":
             summary = rundir.read_summary(run_dir)
             logger.info("run %s already finished (val MAE %.4f); nothing to do", run_dir, summary["val_mae"])
