@@ -57,3 +57,35 @@ def test_the_parity_check_on_the_results_page_is_the_committed_parity_table():
         change = 100.0 * (crysfuse["test_mae_mean"] - reference["test_mae_mean"]) / reference["test_mae_mean"]
         row = f"| {_parity_cell(reference)} | {_parity_cell(crysfuse)} | {change:+.1f} % |".replace("-", "−")
         assert row in page.replace("-", "−"), f"docs/results.md: the {folder} parity row should end with {row}"
+
+
+STUDY = REPO / "docs" / "results" / "study"
+STUDY_COMPARISONS = sorted(STUDY.glob("*/comparison.json"))
+COMPARED_COLUMNS = ("n", "val_mae_mean", "val_mae_std", "test_mae_mean", "test_mae_std")
+
+
+@pytest.mark.parametrize("comparison", STUDY_COMPARISONS, ids=[p.parent.name for p in STUDY_COMPARISONS])
+def test_study_comparisons_regenerate_from_the_committed_runs(comparison, monkeypatch):
+    """Each study matrix's comparison (docs/results/study/<matrix>/comparison.*, written by ``crysfuse
+    compare``) is what its committed run directories give — summaries, gzipped per-crystal predictions,
+    robustness rows — and every row of its Markdown table is on docs/results.md."""
+    from crysfuse.analysis.comparison import comparison_markdown, read_run, summarize
+
+    monkeypatch.chdir(REPO)  # comparison.json lists the run directories relative to the repository root
+    committed = json.loads(comparison.read_text(encoding="utf-8"))
+    rows = summarize([read_run(run) for run in committed["runs"]], committed["baseline"])
+    by_label = {row["label"]: row for row in committed["rows"]}
+    assert sorted(by_label) == sorted(row["label"] for row in rows)
+    prefix = f"vs_{committed['baseline']}_"
+    for row in rows:
+        old = by_label[row["label"]]
+        for key in [*COMPARED_COLUMNS, *(k for k in row if k.startswith((prefix, "test_mae_")))]:
+            expected = row[key]
+            if isinstance(expected, (int, float, list)):
+                expected = pytest.approx(expected, rel=1e-6, abs=1e-9, nan_ok=True)
+            assert old.get(key) == expected, (row["label"], key)
+    page = (REPO / "docs" / "results.md").read_text(encoding="utf-8")
+    table = [line for line in comparison_markdown(rows, committed["baseline"]).splitlines()
+             if line.startswith("| ") and not line.startswith("| rank")]
+    missing = [line for line in table if line not in page]
+    assert not missing, f"docs/results.md lacks these rows of {comparison.parent.name}'s table: {missing[:2]}"
