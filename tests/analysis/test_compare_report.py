@@ -81,6 +81,17 @@ def test_matrix_resumes_without_redoing_finished_cells(matrix_out, capsys):
     assert [p.stat().st_mtime_ns for p in summaries] == stamps
 
 
+def test_a_partial_matrix_call_still_compares_every_finished_cell(matrix_out, tmp_path):
+    result = matrix_out / "result"
+    out = tmp_path / "partial"
+    shutil.copytree(result, out, ignore=shutil.ignore_patterns("comparison*"))
+    assert main(["compare", "--matrix", str(matrix_out / "matrix.yaml"), "--out", str(out),
+                 "--only", "simplified", "--seeds", "0"]) == 0
+    with open(out / "comparison.csv", newline="") as handle:
+        rows = {row["label"]: row for row in csv.DictReader(handle)}
+    assert set(rows) == {"graph_only", "simplified"} and rows["simplified"]["seeds"] == "0 1"
+
+
 def test_summarise_existing_runs_escapes_labels(matrix_out, tmp_path):
     runs = sorted(p for p in (matrix_out / "result" / "runs").glob("*/seed*") if p.is_dir())
     hostile_run = tmp_path / "hostile"

@@ -16,14 +16,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                            "graph_only)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="with --matrix: a config override applied to every cell (repeatable)")
-    parser.add_argument("--only", help="with --matrix: run only these rows (comma-separated labels)")
+    parser.add_argument("--only", help="with --matrix: run only these rows (comma-separated labels); the "
+                                       "comparison still covers every finished cell of the matrix")
     parser.add_argument("--seeds", help="with --matrix: these seeds instead of the matrix's (comma-separated)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from crysfuse.analysis.comparison import COMPARISON_MD, compare_runs, finished_runs
-    from crysfuse.analysis.matrix import finished_cells, run_matrix_file
+    from crysfuse.analysis.matrix import finished_cells, load_matrix, run_matrix_file
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -35,7 +36,10 @@ def run(args: argparse.Namespace) -> int:
             only=args.only.split(",") if args.only else None,
             seeds=[int(s) for s in args.seeds.split(",")] if args.seeds else None)
         baseline = args.baseline or matrix.baseline
-        run_dirs = finished_cells(matrix)
+        # the comparison covers every finished cell of the matrix, not only this call's --only/--seeds part,
+        # so a matrix run in pieces (and resumed across sessions) always has one comparison of all it holds
+        whole = load_matrix(args.matrix, out, overrides=args.overrides)
+        run_dirs = list(dict.fromkeys(finished_cells(whole) + finished_cells(matrix)))
         print(f"matrix: {outcome['cells']} cells, {outcome['skipped']} already finished, {outcome['ran']} run, "
               f"{len(outcome['failed'])} failed")
     else:
