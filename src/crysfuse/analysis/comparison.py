@@ -27,6 +27,7 @@ from crysfuse.analysis.plots import (
 from crysfuse.config import ConfigError
 from crysfuse.figures import save_figure
 from crysfuse.io import write_csv_atomic, write_json_atomic, write_text_atomic
+from crysfuse.predict import Predictions
 from crysfuse.training.gate_distribution import target_classes
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ class RunInfo:
     robustness: list[dict[str, Any]] = field(default_factory=list)
     class_mae: dict[str, float] = field(default_factory=dict)
     """Test MAE per target class (metals and non-metals for band gaps, by the run's ``monitor`` class rule)."""
+    test_predictions: Predictions | None = None
+    """The run's test predictions (read once; the ensemble columns use them)."""
 
 
 def run_label(config: dict[str, Any]) -> str:
@@ -77,13 +80,10 @@ def read_run(run_dir: str | Path) -> RunInfo:
     """Load the summary, per-sample test errors (and per-class MAE) and robustness results of a finished run."""
     run_dir = Path(run_dir)
     summary = rundir.read_summary(run_dir)
-    predictions = rundir.read_predictions(run_dir, "test")
-    if predictions is None:
-        raise FileNotFoundError(f"{rundir.predictions_path(run_dir, 'test')} (or .gz) is missing")
-    errors = np.abs(predictions.prediction - predictions.target)
+    predictions = rundir.read_test_predictions(run_dir)
     info = RunInfo(run_dir=run_dir, label=run_label(rundir.read_config_dict(run_dir)), seed=int(summary["seed"]),
-                   summary=summary, test_errors={i: float(e) for i, e in zip(predictions.ids, errors)},
-                   class_mae=_class_mae(run_dir, predictions.target, errors))
+                   summary=summary, test_errors=rundir.errors_by_id(predictions),
+                   class_mae=_class_mae(run_dir, predictions), test_predictions=predictions)
     robustness = rundir.read_robustness_rows(run_dir)
     if robustness is not None:
         info.robustness = robustness
@@ -94,7 +94,7 @@ def read_run(run_dir: str | Path) -> RunInfo:
     return info
 
 
-def _class_mae(run_dir: Path, targets: np.ndarray, errors: np.ndarray) -> dict[str, float]:
+def _class_mae(run_dir: Path, predictions: Predictions) -> dict[str, float]:
     """Test MAE per class of the run's class rule (``monitor.classes``; none for targets without classes, or
     when the run's config cannot be read by this version)."""
     try:
@@ -102,9 +102,10 @@ def _class_mae(run_dir: Path, targets: np.ndarray, errors: np.ndarray) -> dict[s
     except ConfigError as err:
         logger.warning("%s: no MAE per class (its config.json does not load: %s)", run_dir, err)
         return {}
-    classes = target_classes(targets, config.data.target, config.monitor) if config is not None else None
+    classes = target_classes(predictions.target, config.data.target, config.monitor) if config else None
     if classes is None:
         return {}
+    errors = np.abs(predictions.prediction - predictions.target)
     return {name: float(np.nanmean(errors[classes.labels == k]))
             for k, name in enumerate(classes.names) if (classes.labels == k).any()}
 
@@ -233,8 +234,7 @@ def summarize(runs: list[RunInfo], baseline: str = "graph_only") -> list[dict[st
 def _ensemble_columns(members: list[RunInfo]) -> dict[str, Any]:
     """With ≥ 2 seeds: the seeds as an ensemble on the test set (``ensemble_mae``, ``spread_error_spearman``
     and its p-value, ``mean_spread``); the calibration curve is kept for the figure, not the tables."""
-    predictions = [rundir.read_predictions(r.run_dir, "test") for r in members]
-    result = ensemble_uncertainty([p for p in predictions if p is not None])
+    result = ensemble_uncertainty([r.test_predictions for r in members if r.test_predictions is not None])
     if result is None:
         return {}
     return {"ensemble_mae": result["ensemble_mae"], "mean_spread": result["mean_spread"],

@@ -18,6 +18,7 @@ from crysfuse.rundir.checkpoint import (
 )
 from crysfuse.rundir.files import (
     clear_metrics,
+    errors_by_id,
     has_robustness,
     has_summary,
     metrics_path,
@@ -30,6 +31,7 @@ from crysfuse.rundir.files import (
     read_splits,
     read_summary,
     read_test_errors,
+    read_test_predictions,
     rejections_path,
     robustness_results_dir,
     splits_path,
@@ -53,9 +55,10 @@ from crysfuse.rundir.state import (
 
 __all__ = [
     "SCHEMA_VERSION", "TEXT_ENCODER_FILE", "WEIGHTS_FILE", "CheckpointError", "LoadedModel", "RunDirectoryError", "RunLock",
-    "clear_metrics", "has_robustness", "has_summary", "is_finished", "load_run", "metrics_path",
+    "clear_metrics", "errors_by_id", "has_robustness", "has_summary", "is_finished", "load_run", "metrics_path",
     "predictions_path", "read_config_dict", "read_gate_statistics", "read_json_file", "read_metrics", "read_predictions",
-    "read_robustness_rows", "read_splits", "read_status", "read_summary", "read_test_errors", "rejections_path",
+    "read_robustness_rows", "read_splits", "read_status", "read_summary", "read_test_errors", "read_test_predictions",
+    "rejections_path",
     "resume_checkpoint_path", "robustness_results_dir", "save_config", "save_weights", "saved_config",
     "splits_path", "summarize_rejections", "truncate_metrics", "update_status", "weights_path", "write_meta",
     "write_predictions_csv", "write_rejections", "write_splits", "write_status", "write_summary",

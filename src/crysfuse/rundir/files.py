@@ -131,9 +131,23 @@ def read_test_errors(run_dir: Path) -> dict[str, float]:
     Raises:
         FileNotFoundError: The run has no test predictions.
     """
+    return errors_by_id(read_test_predictions(run_dir))
+
+
+def read_test_predictions(run_dir: Path) -> Predictions:
+    """:func:`read_predictions` of the test split, which a finished run always has.
+
+    Raises:
+        FileNotFoundError: It has none.
+    """
     predictions = read_predictions(run_dir, "test")
     if predictions is None:
         raise FileNotFoundError(f"{predictions_path(run_dir, 'test')} (or .gz) is missing")
+    return predictions
+
+
+def errors_by_id(predictions: Predictions) -> dict[str, float]:
+    """Absolute error per record id."""
     errors = np.abs(predictions.prediction - predictions.target)
     return {record_id: float(e) for record_id, e in zip(predictions.ids, errors)}
 
