@@ -39,7 +39,7 @@ def test_the_c_library_defaults_stay_unless_asked() -> None:
 
 @pytest.mark.skipif(not ON_GLIBC, reason="mallopt settings exist on glibc only")
 def test_the_cli_applies_the_settings(monkeypatch) -> None:
-    import crysfuse.allocator as allocator
+    from crysfuse import allocator
     from crysfuse.cli import main
 
     monkeypatch.setattr(allocator, "_applied", None)
@@ -58,8 +58,8 @@ def test_release_free_memory_calls_malloc_trim() -> None:
 
 def test_training_releases_memory_after_every_epoch(monkeypatch, tmp_path) -> None:
     """The trainer's callbacks include ReleaseMemory, which trims after training and validation epochs."""
-    import crysfuse.training.callbacks as callbacks
     from crysfuse.config import Config
+    from crysfuse.training import callbacks
     from crysfuse.training.run import _callbacks
 
     calls = []

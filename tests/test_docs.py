@@ -167,9 +167,9 @@ def mp36k_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
 def tiny_mode(monkeypatch: pytest.MonkeyPatch, docs_cache: Path, mp36k_tiny: Path | None) -> None:
     """Patch crysfuse so every training and data load in the examples is tiny (see the module docstring)."""
     # imported before patching, so that the load_records they imported is replaced
-    import crysfuse.analysis.diagnose  # noqa: F401
-    import crysfuse.analysis.robustness  # noqa: F401
-    import crysfuse.api  # noqa: F401
+    import crysfuse.analysis.diagnose
+    import crysfuse.analysis.robustness
+    import crysfuse.api
     import crysfuse.cli  # noqa: F401
     from crysfuse.data import sources
 

@@ -13,9 +13,9 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from crysfuse.io import write_bytes_atomic  # noqa: E402
+from crysfuse.io import write_bytes_atomic
 
 __all__ = ["plt", "save_figure"]
 

@@ -178,7 +178,7 @@ def test_report_of_a_comparison_renders_in_chromium(matrix_out, tmp_path):
 
 
 def test_report_of_a_run_with_diagnosis_and_robustness(matrix_out, tmp_path):
-    run_dir = sorted((matrix_out / "result" / "runs").glob("simplified/seed0"))[0]
+    run_dir = min((matrix_out / "result" / "runs").glob("simplified/seed0"))
     assert main(["diagnose", "--checkpoint", str(run_dir), "--n-samples", "4", "--out", str(run_dir / "diagnosis")]) == 0
     out = tmp_path / "run.html"
     assert main(["report", str(run_dir), "--out", str(out)]) == 0

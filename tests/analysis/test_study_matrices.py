@@ -4,6 +4,7 @@ has the parameter count of the variant it controls."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def test_the_learning_curve_sizes_are_nested_with_one_validation_and_test_set(tm
     parity = _split("configs/parity/mp36k_3000.split.json")
     sizes = sorted(splits.values(), key=lambda s: len(s["train"]))
     assert [len(s["train"]) for s in sizes] == [1500, 3000, 6000, 29389]
-    for smaller, larger in zip(sizes, sizes[1:]):
+    for smaller, larger in itertools.pairwise(sizes):
         assert larger["train"][:len(smaller["train"])] == smaller["train"]
     assert all(s["val"] == parity["val"] and s["test"] == parity["test"] for s in sizes)
 

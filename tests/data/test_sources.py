@@ -12,8 +12,8 @@ from pymatgen.core import Lattice, Structure
 
 from crysfuse.data.objects import records_from_structures, save_records
 from crysfuse.data.sources import DataSourceError, load_records
-from crysfuse.data.text_files import read_text_file
 from crysfuse.data.tables import write_table
+from crysfuse.data.text_files import read_text_file
 from tests.conftest import SHARED_DATA, TINY_MODEL, jarvis_record, require_shared
 
 

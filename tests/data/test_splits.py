@@ -3,7 +3,14 @@ import json
 import pytest
 
 from crysfuse.config import Config
-from crysfuse.data.splits import SplitError, make_split, seeded_split, seeded_subset, split_from_file, split_ids
+from crysfuse.data.splits import (
+    SplitError,
+    make_split,
+    seeded_split,
+    seeded_subset,
+    split_from_file,
+    split_ids,
+)
 
 
 def test_seeded_split_is_deterministic_and_disjoint():

@@ -19,7 +19,7 @@ def test_two_process_ddp_training(tmp_path, mp36k_slice, cache_dir):
     for setting in TINY_MODEL + ["train.strategy=ddp", "train.devices=2", "train.accelerator=cpu"]:
         command += ["--set", setting]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -4,7 +4,8 @@ scatter and parity plots, and learning curves. Each function returns a Matplotli
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

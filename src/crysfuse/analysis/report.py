@@ -12,16 +12,17 @@ import io
 import json
 import math
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from crysfuse import rundir
 from crysfuse.analysis.comparison import (
     COMPARISON_CALIBRATION_PNG,
-    COMPARISON_JSON,
     COMPARISON_FOREST_PNG,
+    COMPARISON_JSON,
     COMPARISON_MAE_PNG,
     COMPARISON_ROBUSTNESS_PNG,
 )

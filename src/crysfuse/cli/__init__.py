@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from crysfuse import __version__
 from crysfuse.allocator import limit_onednn_primitive_cache, tune_allocator_if_asked

@@ -27,7 +27,7 @@ import numpy as np
 STRATEGIES = ("random_token", "random_word", "sentence", "keep_keywords")
 MODES = ("mask", "delete")
 CRYSTAL_SYSTEM_WORDS = frozenset(
-    "cubic hexagonal tetragonal orthorhombic monoclinic triclinic trigonal rhombohedral".split()
+    ["cubic", "hexagonal", "tetragonal", "orthorhombic", "monoclinic", "triclinic", "trigonal", "rhombohedral"]
 )
 _NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?([eE][+-]?\d+)?$")
 _SPACE_GROUP = re.compile(r"^[PIFCABR][-\d_/a-z]*\d[-\d_/a-zA-Z]*$")
@@ -94,7 +94,7 @@ def _rng(record_id: str, seed: int, corruption: Corruption) -> np.random.Generat
 def _corrupt_units(
     units: list[str], eligible: list[int], corruption: Corruption, rng: np.random.Generator, mask_token: str
 ) -> list[str]:
-    count = int(round(corruption.ratio * len(eligible)))
+    count = round(corruption.ratio * len(eligible))
     chosen = set(rng.choice(eligible, size=count, replace=False).tolist()) if count else set()
     if corruption.mode == "delete":
         return [u for i, u in enumerate(units) if i not in chosen]

@@ -10,7 +10,7 @@ the demo exercises the same loader as real data.
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ PROTOTYPES = (("fcc", (1, 1, 1)), ("bcc", (1, 1, 2)), ("hcp", (1, 1, 2)), ("fcc"
 SCALE_GRID = np.linspace(0.92, 1.08, 9)
 
 
-def _relaxed_energy_per_atom(atoms) -> tuple[float, float]:  # noqa: ANN001 - ase.Atoms
+def _relaxed_energy_per_atom(atoms) -> tuple[float, float]:
     """Isotropic volume relaxation under EMT: quadratic fit of E(scale) on a grid; (energy/atom, scale)."""
     from ase.calculators.emt import EMT
 
@@ -42,14 +42,14 @@ def _relaxed_energy_per_atom(atoms) -> tuple[float, float]:  # noqa: ANN001 - as
     return float(np.polyval([a, b, c], scale)), scale
 
 
-@lru_cache(maxsize=None)
+@cache
 def _reference_energy(element: str) -> float:
     from ase.build import bulk
 
     return _relaxed_energy_per_atom(bulk(element, "fcc", a=FCC_LATTICE_CONSTANT[element], cubic=True))[0]
 
 
-def _random_cell(rng: np.random.Generator):  # noqa: ANN202 - ase.Atoms
+def _random_cell(rng: np.random.Generator):
     from ase.build import bulk
 
     lattice, repeat = PROTOTYPES[rng.integers(len(PROTOTYPES))]

@@ -51,7 +51,7 @@ def records_from_structures(
     result = LoadResult()
     for position, item in enumerate(structures):
         record_id = str(ids[position]) if ids is not None else str(position)
-        structure = parse_structure(result, record_id, lambda: structure_from_value(item),
+        structure = parse_structure(result, record_id, lambda: structure_from_value(item),  # noqa: B023 (called at once)
                                     lambda why: f"unusable structure: {why}")
         row = {"target": targets[position]} if targets is not None else {}
         text = text_or_none(texts[position]) if texts is not None else None

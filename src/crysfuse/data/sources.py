@@ -37,8 +37,17 @@ from crysfuse.data.verdicts import CheckedStore, warm_start_enabled
 # The record types are re-exported: ``from crysfuse.data.sources import load_records, DataSourceError`` is the
 # documented way in; readers themselves import them from crysfuse.data.records.
 __all__ = [
-    "JARVIS_PREFIX", "DataSourceError", "default_target", "with_default_target", "LoadResult", "Rejection", "StructureRecord", "load_config_records",
-    "load_records", "structure_from_jarvis_dict", "structure_from_value",
+    "JARVIS_PREFIX",
+    "DataSourceError",
+    "LoadResult",
+    "Rejection",
+    "StructureRecord",
+    "default_target",
+    "load_config_records",
+    "load_records",
+    "structure_from_jarvis_dict",
+    "structure_from_value",
+    "with_default_target",
 ]
 
 JARVIS_PREFIX = "jarvis:"

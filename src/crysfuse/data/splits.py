@@ -47,8 +47,8 @@ def seeded_split(ids: list[str], fractions: tuple[float, float, float], seed: in
     rng = np.random.default_rng(seed)
     shuffled = [order[i] for i in rng.permutation(len(order))]
     n = len(shuffled)
-    n_val = int(round(fractions[1] * n))
-    n_test = int(round(fractions[2] * n))
+    n_val = round(fractions[1] * n)
+    n_test = round(fractions[2] * n)
     if n >= 3:
         n_val = max(n_val, 1) if fractions[1] > 0 else 0
         n_test = max(n_test, 1) if fractions[2] > 0 else 0

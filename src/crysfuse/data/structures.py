@@ -65,7 +65,7 @@ def checked_structure(structure: Any) -> Structure:
     occupancies: graphs and describers need one element per site).
     """
     if not isinstance(structure, Structure):
-        raise ValueError(f"parsing gave a {type(structure).__name__}, not a structure")
+        raise ValueError(f"parsing gave a {type(structure).__name__}, not a structure")  # noqa: TRY004
     if len(structure) == 0:
         raise ValueError("structure has no atoms")
     unknown = sorted({str(sp) for sp in structure.composition.elements if not isinstance(sp, Element)})

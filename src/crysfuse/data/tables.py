@@ -67,7 +67,7 @@ def load_table(path: Path, target: str | None, *, limit: int | None, require_tar
     for position, row in rows:
         raw_id = row.get(id_column) if id_column else None
         record_id = str(raw_id).strip() if raw_id not in (None, "") else f"#{position}"
-        structure = parse_structure(result, record_id, lambda: structure_from_value(row.get(structure_column)),
+        structure = parse_structure(result, record_id, lambda: structure_from_value(row.get(structure_column)),  # noqa: B023
                                     lambda why: f"column '{structure_column}': {why}")
         text = text_or_none(row.get(text_column)) if text_column else None
         add_record(result, record_id, structure, row, target, require_target, text)

@@ -17,7 +17,7 @@ from torch import nn
 from crysfuse.config import FusionConfig
 from crysfuse.registry import Registry
 
-FUSION: Registry[type["FusionModule"]] = Registry("fusion variant")
+FUSION: Registry[type[FusionModule]] = Registry("fusion variant")
 
 
 @dataclass

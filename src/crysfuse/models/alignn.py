@@ -11,8 +11,8 @@ the same count as the reference implementation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -56,7 +56,7 @@ class ALIGNNEncoder(nn.Module):
         self.dim_out = dim
 
     def forward(
-        self, batch, after_alignn_layer: Callable[[int, torch.Tensor], torch.Tensor] | None = None  # noqa: ANN001
+        self, batch, after_alignn_layer: Callable[[int, torch.Tensor], torch.Tensor] | None = None
     ) -> GraphEncoding:
         """Encode a batch; ``after_alignn_layer(index, x)`` may replace the node features ``[N, D]`` after
         each ALIGNN layer (used by middle fusion)."""

@@ -91,7 +91,7 @@ class CrysFuseModel(nn.Module):
         """``(t(y) - mean) / std``: targets ``[B]`` as the loss sees them ``[B]``."""
         return (transform_target(self.target_transform, y) - self.target_mean) / self.target_std
 
-    def forward_normalized(self, batch, *, step: int = -1,  # noqa: ANN001 - PyG Batch
+    def forward_normalized(self, batch, *, step: int = -1,
                            return_attention: bool = False) -> ModelOutput:
         """Like :meth:`forward` but the prediction is standardised (what the loss sees)."""
         num_graphs = int(batch.num_graphs)
@@ -100,7 +100,7 @@ class CrysFuseModel(nn.Module):
         atom_gates: dict[str, torch.Tensor] = {}
 
         def inject_text(index: int, x: torch.Tensor) -> torch.Tensor:
-            module = self.middle[str(index)] if str(index) in self.middle else None
+            module = self.middle[str(index)] if str(index) in self.middle else None  # noqa: SIM401
             if module is None:
                 return x
             x, middle_diagnostics, per_atom = module(x, text, batch.batch)
@@ -135,7 +135,7 @@ class CrysFuseModel(nn.Module):
         with torch.autocast(features.device.type, enabled=False):
             return self.head(features.float()).squeeze(-1)
 
-    def forward(self, batch, *, step: int = -1, return_attention: bool = False) -> ModelOutput:  # noqa: ANN001
+    def forward(self, batch, *, step: int = -1, return_attention: bool = False) -> ModelOutput:
         """Predict in target units. ``batch`` is a collated :class:`crysfuse.data.dataset.CrystalData` batch;
         ``return_attention`` also returns the fusion module's attention weights (see :class:`ModelOutput`)."""
         output = self.forward_normalized(batch, step=step, return_attention=return_attention)
@@ -143,7 +143,7 @@ class CrysFuseModel(nn.Module):
         return output
 
     def _text_inputs(
-        self, batch, num_graphs: int  # noqa: ANN001
+        self, batch, num_graphs: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Projected tokens ``[B, L, P]``, mask ``[B, L]``, pooled text ``[B, P]``, raw pooled norm ``[B]``.
 
@@ -169,7 +169,7 @@ class CrysFuseModel(nn.Module):
         tokens = self.text_projection(states) * token_mask.unsqueeze(-1).to(dtype)
         return tokens, token_mask, self.text_projection(pooled), torch.linalg.vector_norm(pooled, dim=-1)
 
-    def _encode_token_ids(self, batch, num_graphs: int) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
+    def _encode_token_ids(self, batch, num_graphs: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the trained encoder on the batch's token ids: states ``[B, T, D_t]`` float32, mask ``[B, T]``."""
         if "text_ids" not in batch:
             raise ValueError("this model trains its text encoder (text.finetune="

@@ -13,7 +13,6 @@ import torch
 
 from crysfuse.config import ConfigError
 
-
 TRANSFORMS = {
     "none": (lambda y: y, lambda t: t),
     "log1p": (torch.log1p, torch.expm1),
@@ -22,7 +21,7 @@ TRANSFORMS = {
 """``data.target_transform`` → (``t``, ``t⁻¹``), elementwise on tensors."""
 
 
-def _pair(name: str):  # noqa: ANN202 - a (forward, inverse) pair of tensor functions
+def _pair(name: str):
     if name not in TRANSFORMS:
         raise ConfigError(f"unknown target transform {name!r}")
     return TRANSFORMS[name]

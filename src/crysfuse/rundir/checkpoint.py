@@ -138,7 +138,7 @@ def load_run(run_dir: str | Path, *, device: str | torch.device = "cpu") -> Load
     model = CrysFuseModel(config, dim_text=int(meta["dim_text"]))
     try:
         state = load_file(run_dir / WEIGHTS_FILE)
-    except Exception as err:  # noqa: BLE001 - safetensors raises several types for bad files
+    except Exception as err:
         raise CheckpointError(f"{run_dir / WEIGHTS_FILE} is not a valid safetensors file: {err}") from err
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith(TEXT_ENCODER_PREFIX)]
@@ -167,7 +167,7 @@ def _load_text_encoder(run_dir: Path, model: CrysFuseModel, meta: dict[str, Any]
         with safe_open(str(path), framework="pt") as handle:
             if (handle.metadata() or {}).get("format") != _TEXT_ENCODER_FORMAT:
                 raise ValueError("not a crysfuse text encoder file")
-            state = {name: handle.get_tensor(name) for name in handle.keys()}
+            state = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (safetensors handle)
         encoder.load_saved_state(state)
-    except Exception as err:  # noqa: BLE001 - safetensors raises several types for bad files
+    except Exception as err:
         raise CheckpointError(f"{path} cannot be loaded into the text encoder: {err}") from err

@@ -159,9 +159,9 @@ def read_predictions(run_dir: Path, split: str) -> Predictions | None:
     path = predictions_path(run_dir, split)
     gzipped = path.with_name(path.name + ".gz")
     if path.is_file():
-        handle = open(path, newline="", encoding="utf-8")
+        handle = open(path, newline="", encoding="utf-8")  # noqa: SIM115 (closed below)
     elif gzipped.is_file():
-        handle = gzip.open(gzipped, "rt", newline="", encoding="utf-8")
+        handle = gzip.open(gzipped, "rt", newline="", encoding="utf-8")  # noqa: SIM115
     else:
         return None
     with handle:

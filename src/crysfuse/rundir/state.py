@@ -35,7 +35,7 @@ class RunLock:
         self.path = Path(run_dir) / LOCK_FILE
         self._handle: Any = None
 
-    def __enter__(self) -> RunLock:
+    def __enter__(self) -> RunLock:  # noqa: PYI034
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+")
         try:

@@ -56,7 +56,7 @@ class ReleaseMemory(L.Callback):
     def __init__(self, every_steps: int = 100) -> None:
         self.every_steps = every_steps
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,  # noqa: ANN001
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
                            batch_idx: int) -> None:
         if (batch_idx + 1) % self.every_steps == 0:
             release_free_memory()

@@ -18,7 +18,7 @@ from crysfuse.training.ema import WeightEMA
 from crysfuse.training.optim import make_optimizer, make_scheduler
 
 
-def loss_function(config: Config):  # noqa: ANN201 - a callable (prediction [B], target [B]) -> scalar
+def loss_function(config: Config):
     """``train.loss`` as a function of standardised predictions and targets ``[B]``."""
     cfg = config.train
     return {"mse": F.mse_loss, "l1": F.l1_loss, "huber": partial(F.huber_loss, delta=cfg.huber_delta)}[cfg.loss]
@@ -43,10 +43,10 @@ class CrysFuseLightning(L.LightningModule):
         """The weights validation sees and the run keeps: the EMA when it is on, else the live model."""
         return self.ema.averaged if self.ema is not None else self.model
 
-    def forward(self, batch) -> ModelOutput:  # noqa: ANN001
+    def forward(self, batch) -> ModelOutput:
         return self.model(batch, step=int(self.global_step))
 
-    def _shared_step(self, batch, stage: str) -> tuple[torch.Tensor, ModelOutput]:  # noqa: ANN001
+    def _shared_step(self, batch, stage: str) -> tuple[torch.Tensor, ModelOutput]:
         step = int(self.global_step) if stage == "train" else -1
         model = self.model if stage == "train" else self.eval_model
         output = model.forward_normalized(batch, step=step)
@@ -62,7 +62,7 @@ class CrysFuseLightning(L.LightningModule):
                  prog_bar=stage == "val")
         return loss, output
 
-    def training_step(self, batch, batch_idx: int) -> dict[str, Any]:  # noqa: ANN001
+    def training_step(self, batch, batch_idx: int) -> dict[str, Any]:
         """Returns the loss, the detached fusion diagnostics, the targets ``[B]`` and, under text augmentation,
         which samples' text was corrupted (``text_corrupted`` ``[B]``), read by callbacks such as the gate
         monitor."""
@@ -77,11 +77,11 @@ class CrysFuseLightning(L.LightningModule):
         if self.ema is not None:
             self.ema.update(self.model)
 
-    def validation_step(self, batch, batch_idx: int) -> dict[str, Any]:  # noqa: ANN001
+    def validation_step(self, batch, batch_idx: int) -> dict[str, Any]:
         loss, output = self._shared_step(batch, "val")
         return {"loss": loss, "diagnostics": {k: v.detach() for k, v in output.diagnostics.items()}}
 
-    def configure_optimizers(self):  # noqa: ANN201 - Lightning's documented return shape
+    def configure_optimizers(self):
         """AdamW + the ``train.schedule``; a fine-tuned text encoder's weights form a last group with their own
         peak learning rate and warm-up (``text.finetune_learning_rate``, ``text.finetune_warmup``)."""
         text_parameters = self.model.text_encoder_parameters()

@@ -39,7 +39,7 @@ def check_resume_state(path: Path) -> tuple[int, float]:
         state = torch.load(path, map_location="cpu", weights_only=True)
         epoch = int(state["epoch"])
         seconds = float(state.get("callbacks", {}).get(ResumeCheckpoint.__name__, {}).get("seconds", 0.0))
-    except Exception as err:  # noqa: BLE001 - any failure means the file cannot be trusted
+    except Exception as err:
         raise RunDirectoryError(f"refusing resume state {path}: not a plain training state ({err})") from err
     return epoch, seconds
 
