@@ -89,3 +89,20 @@ def test_study_comparisons_regenerate_from_the_committed_runs(comparison, monkey
              if line.startswith("| ") and not line.startswith("| rank")]
     missing = [line for line in table if line not in page]
     assert not missing, f"docs/results.md lacks these rows of {comparison.parent.name}'s table: {missing[:2]}"
+
+
+def test_the_study_compute_table_regenerates_from_the_committed_runs(tmp_path, monkeypatch, capsys):
+    """docs/results/study/compute.json (cells finished of each study matrix, training time used) is what
+    ``scripts/study_compute.py`` makes of the committed run directories, and docs/results.md shows its table."""
+    monkeypatch.chdir(REPO)  # matrix outputs are addressed relative to the repository root
+    out = tmp_path / "compute.json"
+    _script("study_compute").main(["--out", str(out)])
+    printed = capsys.readouterr().out
+    committed = json.loads((REPO / "docs" / "results" / "study" / "compute.json").read_text(encoding="utf-8"))
+    assert json.loads(out.read_text(encoding="utf-8")) == committed, (
+        "docs/results/study/compute.json is stale: run python scripts/study_compute.py "
+        "--out docs/results/study/compute.json and update docs/results.md")
+    page = (REPO / "docs" / "results.md").read_text(encoding="utf-8")
+    rows = [line for line in printed.splitlines() if line.startswith("| ") and not line.startswith("| matrix")]
+    missing = [row for row in rows if row not in page]
+    assert rows and not missing, f"docs/results.md lacks these rows of the compute table: {missing[:2]}"
