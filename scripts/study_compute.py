@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 
 from crysfuse.analysis.matrix import load_matrix
-from crysfuse.rundir import has_summary
-
-logger = logging.getLogger("study_compute")
+from crysfuse.rundir import has_summary, read_summary
 
 
 def matrix_progress(matrix_file: Path, results_root: Path) -> dict:
@@ -28,8 +25,7 @@ def matrix_progress(matrix_file: Path, results_root: Path) -> dict:
     out = results_root / matrix_file.stem
     cells = load_matrix(matrix_file, out).cells
     finished = [c for c in cells if has_summary(c.run_dir)]
-    seconds = [float(json.loads((c.run_dir / "summary.json").read_text(encoding="utf-8"))["train_seconds"])
-               for c in finished]
+    seconds = [float(read_summary(c.run_dir)["train_seconds"]) for c in finished]
     return {"matrix": matrix_file.stem, "cells": len(cells), "finished": len(finished),
             "finished_labels": sorted(f"{c.label}/seed{c.seed}" for c in finished),
             "train_seconds": round(sum(seconds), 1), "train_core_hours": round(sum(seconds) / 3600.0, 2)}
@@ -64,5 +60,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     main()
