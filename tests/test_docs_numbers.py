@@ -9,8 +9,10 @@ ALIGNN summary ``docs/parity/reference_<target>.json``; docs/results.md opens wi
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -107,3 +109,52 @@ def test_the_study_compute_table_regenerates_from_the_committed_runs(tmp_path, m
     rows = [line for line in printed.splitlines() if line.startswith("| ") and not line.startswith("| matrix")]
     missing = [row for row in rows if row not in page]
     assert rows and not missing, f"docs/results.md lacks these rows of the compute table: {missing[:2]}"
+
+
+STUDY_PROSE_START, STUDY_PROSE_END = "## The study at scale", "## In short (Phase 0)"
+PROSE_NUMBER = re.compile(r"(?<![\w.,])[−+-]?\d+\.\d{2,}(?![\w.])")
+PHASE0_TABLE = REPO / "docs" / "results" / "comparison_vs_graph_only.csv"
+
+
+def _study_prose(page: str) -> list[str]:
+    """The prose lines of the page's study section: no table rows, no code blocks."""
+    section = page[page.index(STUDY_PROSE_START):page.index(STUDY_PROSE_END)]
+    lines, in_code = [], False
+    for line in section.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        elif not in_code and not line.startswith("|"):
+            lines.append(line)
+    return lines
+
+
+def _phase0_numbers() -> list[float]:
+    """Phase 0's comparison (quoted by the study section as the earlier setting's result)."""
+    with open(PHASE0_TABLE, newline="", encoding="utf-8") as handle:
+        cells = [value for row in csv.DictReader(handle) for value in row.values()]
+    numbers = []
+    for value in cells:
+        try:
+            numbers.append(float(value))
+        except (TypeError, ValueError):
+            continue
+    return numbers
+
+
+def test_every_number_in_the_study_prose_comes_from_the_committed_files(monkeypatch):
+    """Each decimal number that the prose of the study section quotes (an MAE, a difference, an interval
+    bound, a p-value, a loss with the text deleted, a seed spread) is, rounded as the page rounds it, one of
+    the facts ``scripts/study_facts.py`` reads from the committed comparisons and run directories — so a prose
+    number left behind when the tables are regenerated fails here."""
+    monkeypatch.chdir(REPO)  # comparison.json lists the run directories relative to the repository root
+    facts = [*_script("study_facts").study_facts(STUDY).values(), *_phase0_numbers()]
+    page = (REPO / "docs" / "results.md").read_text(encoding="utf-8")
+    quoted = [(match.group(), line) for line in _study_prose(page) for match in PROSE_NUMBER.finditer(line)]
+    assert quoted, "the study section quotes no numbers: has its heading changed?"
+    untraced = []
+    for number, line in quoted:
+        digits = number.lstrip("+-−")
+        decimals = len(digits.split(".")[1])
+        if not any(f"{abs(fact):.{decimals}f}" == digits for fact in facts):
+            untraced.append((number, line.strip()[:100]))
+    assert not untraced, f"numbers in the study prose that no committed file gives (stale?): {untraced}"
