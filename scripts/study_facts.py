@@ -17,7 +17,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from crysfuse.rundir import has_summary, read_summary
+from crysfuse.analysis.comparison import RunInfo, read_run
+from crysfuse.rundir import has_summary
 
 
 def _numbers(prefix: str, value: object) -> Iterator[tuple[str, float]]:
@@ -31,24 +32,15 @@ def _numbers(prefix: str, value: object) -> Iterator[tuple[str, float]]:
             yield from _numbers(f"{prefix}[{i}]", item)
 
 
-def _deleted_text_mae(run_dir: Path) -> float | None:
-    """MAE of a run with every word deleted (its robustness evaluation at ratio 1.0), if it has one."""
-    path = run_dir / "robustness" / "robustness.json"
-    if not path.is_file():
-        return None
-    rows = json.loads(path.read_text(encoding="utf-8"))["rows"]
-    return next((float(r["mae"]) for r in rows if r["mode"] == "delete" and float(r["ratio"]) == 1.0), None)
-
-
-def run_facts(name: str, run_dir: Path) -> Iterator[tuple[str, float]]:
-    """Facts of one finished run: test / val MAE, best epoch, training seconds, MAE with the text deleted."""
-    summary = read_summary(run_dir)
+def run_facts(name: str, run: RunInfo) -> Iterator[tuple[str, float]]:
+    """Facts of one finished run: test / val MAE, best epoch, training seconds, MAE with the text deleted
+    (read as ``crysfuse compare`` reads it, so a run's loss is defined as its comparison row's)."""
     for key in ("test_mae", "val_mae", "best_epoch", "train_seconds"):
-        yield f"{name}.{key}", float(summary[key])
-    deleted = _deleted_text_mae(run_dir)
-    if deleted is not None:
-        yield f"{name}.deleted_text_mae", deleted
-        yield f"{name}.deleted_text_loss", deleted - float(summary["test_mae"])
+        yield f"{name}.{key}", float(run.summary[key])
+    if run.deleted_mae is not None:
+        yield f"{name}.deleted_text_mae", run.deleted_mae
+        if run.robustness_clean_mae is not None:
+            yield f"{name}.deleted_text_loss", run.deleted_mae - run.robustness_clean_mae
 
 
 def comparison_facts(comparison_file: Path, root: Path = Path()) -> Iterator[tuple[str, float]]:
@@ -62,13 +54,12 @@ def comparison_facts(comparison_file: Path, root: Path = Path()) -> Iterator[tup
         if row.get("deleted_text_mae_mean") is not None and row.get("robustness_clean_mae_mean") is not None:
             yield f"{name}.deleted_text_loss", row["deleted_text_mae_mean"] - row["robustness_clean_mae_mean"]
     test_maes: dict[str, list[float]] = {}
-    for run in comparison["runs"]:
-        run_dir = root / run
+    for run_dir in (root / run for run in comparison["runs"]):
         if not has_summary(run_dir):
             continue
-        name = f"{matrix}.{run_dir.parent.name}.{run_dir.name}"
-        yield from run_facts(name, run_dir)
-        test_maes.setdefault(f"{matrix}.{run_dir.parent.name}", []).append(float(read_summary(run_dir)["test_mae"]))
+        run = read_run(run_dir)
+        yield from run_facts(f"{matrix}.{run_dir.parent.name}.{run_dir.name}", run)
+        test_maes.setdefault(f"{matrix}.{run_dir.parent.name}", []).append(float(run.summary["test_mae"]))
     for name, values in test_maes.items():
         if len(values) > 1:
             yield f"{name}.seed_spread", max(values) - min(values)
